@@ -1,0 +1,243 @@
+"""The detection API: the one place that serves the model.
+
+Routes: ``POST /v1/detect``, ``POST /v1/detect/batch``, ``POST /v1/overlay``, ``GET /v1/model``,
+``POST /v1/model/reload``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from contextlib import asynccontextmanager
+from typing import Annotated, Literal
+
+from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+
+from api.errors import ERROR_RESPONSE_SCHEMA, IMAGE_ERROR_STATUS, APIError, install_error_handlers
+from api.metrics import MetricsMiddleware, ServiceMetrics
+from api.model_holder import ModelHolder
+from api.schemas import BatchResponse, DetectResponse, Health, ModelInfo, ReloadResponse
+from api.security import api_key_header, require_api_key
+from wmstudio.imaging import DecodedImage, ImageError, decode_image
+from wmstudio.offline import apply_offline_env
+from wmstudio.predict import prediction_record
+from wmstudio.runtime import Detector
+from wmstudio.runtime.render import draw_boxes, heatmap
+from wmstudio.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+IMAGE_ERRORS = {status: ERROR_RESPONSE_SCHEMA for status in (400, 401, 413, 415, 422, 503)}
+MinScore = Annotated[
+    float | None,
+    Query(ge=0.0, le=1.0, description="Report detections at or above this score (default: the model's threshold)."),
+]
+
+
+def _read_upload(upload: UploadFile, settings: Settings) -> bytes:
+    data = upload.file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise ImageError("file_too_large", f"the file is over the {settings.max_upload_bytes}-byte limit")
+    return data
+
+
+def _decode(upload: UploadFile, settings: Settings, draft_size: int | None) -> DecodedImage:
+    return decode_image(_read_upload(upload, settings), settings.max_image_pixels, draft_size)
+
+
+def _image_error(exc: ImageError, metrics: ServiceMetrics) -> APIError:
+    metrics.image_errors.labels(exc.code).inc()
+    return APIError(IMAGE_ERROR_STATUS.get(exc.code, 422), exc.code, exc.message)
+
+
+def _detector(request: Request) -> Detector:
+    detector = request.app.state.models.detector
+    if detector is None:
+        raise APIError(503, "model_unavailable", "no model is loaded yet; see /readyz")
+    return detector
+
+
+def _detect_one(upload: UploadFile, request: Request, min_score: float | None) -> dict:
+    settings: Settings = request.app.state.settings
+    metrics: ServiceMetrics = request.app.state.metrics
+    detector = _detector(request)  # one reference for the whole request: hot reload cannot split it
+    start = time.perf_counter()
+    try:
+        decoded = _decode(upload, settings, draft_size=detector.imgsz)
+    except ImageError as exc:
+        raise _image_error(exc, metrics) from exc
+    decoded_at = time.perf_counter()
+    record = prediction_record(detector, decoded, min_score)
+    done = time.perf_counter()
+    metrics.inference_seconds.observe(done - decoded_at)
+    metrics.observe_result(record["detections"])
+    return {
+        **record,
+        "image": {"width": decoded.width, "height": decoded.height},
+        "timing_ms": {
+            "decode": round((decoded_at - start) * 1000, 2),
+            "inference": round((done - decoded_at) * 1000, 2),
+            "total": round((done - start) * 1000, 2),
+        },
+    }
+
+
+def _poll_registry(app: FastAPI, stop: threading.Event) -> None:
+    while not stop.wait(app.state.settings.reload_poll_seconds):
+        try:
+            if app.state.models.reload_if_promoted():
+                app.state.metrics.set_model(app.state.models.detector.version)
+        except Exception:  # the poller must survive a half-written registry
+            log.exception("registry poll failed")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    apply_offline_env(settings.state_dir)
+    models = ModelHolder(settings.registry_dir, settings.inference_threads)
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if models.load():
+            metrics.set_model(models.detector.version)
+        stop = threading.Event()
+        poller = threading.Thread(target=_poll_registry, args=(app, stop), daemon=True, name="registry-poll")
+        poller.start()
+        yield
+        stop.set()
+
+    app = FastAPI(
+        title="Watermark Studio API",
+        version="1.0.0",
+        summary="Find Rumah123 and 99.co watermarks in listing photos and say where they are.",
+        description=(
+            "Send a photo, get whether it carries a Rumah123 or 99.co watermark, which brand, and "
+            "where (boxes in original pixels, after EXIF orientation). Errors are JSON "
+            '`{"error": {"code", "message"}}`. When API keys are configured, send `X-API-Key`.'
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.models = models
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware)
+
+    @app.middleware("http")
+    async def limit_body_size(request: Request, call_next):
+        """Refuse oversized bodies from the header, before the multipart parser reads them."""
+        limit = settings.max_upload_bytes * settings.max_batch_files + 1024 * 1024
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limit:
+            return JSONResponse(
+                {"error": {"code": "request_too_large", "message": f"request body is over {limit} bytes"}},
+                status_code=413,
+            )
+        return await call_next(request)
+
+    auth = [Depends(require_api_key), Depends(api_key_header)]
+
+    @app.post("/v1/detect", response_model=DetectResponse, responses=IMAGE_ERRORS, dependencies=auth, tags=["detect"])
+    def detect(
+        request: Request,
+        file: Annotated[UploadFile, File(description="A photo: JPEG, PNG, WebP, GIF (first frame), BMP or TIFF.")],
+        min_score: MinScore = None,
+    ) -> dict:
+        """Detect watermarks in one photo."""
+        return _detect_one(file, request, min_score)
+
+    @app.post(
+        "/v1/detect/batch", response_model=BatchResponse, responses=IMAGE_ERRORS, dependencies=auth, tags=["detect"]
+    )
+    def detect_batch(
+        request: Request,
+        files: Annotated[list[UploadFile], File(description="Up to WMSTUDIO_MAX_BATCH_FILES photos (default 16).")],
+        min_score: MinScore = None,
+    ) -> dict:
+        """Detect watermarks in several photos; a bad file gets an error entry, not a failed batch."""
+        if len(files) > settings.max_batch_files:
+            raise APIError(413, "too_many_files", f"at most {settings.max_batch_files} files per batch")
+        results = []
+        for upload in files:
+            name = upload.filename or ""
+            try:
+                results.append({"file": name, **_detect_one(upload, request, min_score)})
+            except APIError as exc:
+                if exc.code == "model_unavailable":
+                    raise
+                results.append({"file": name, "error": {"code": exc.code, "message": exc.message}})
+        return {"results": results}
+
+    @app.post(
+        "/v1/overlay",
+        responses={200: {"content": {"image/png": {}}, "description": "PNG overlay"}, **IMAGE_ERRORS},
+        response_class=Response,
+        dependencies=auth,
+        tags=["detect"],
+    )
+    def overlay(
+        request: Request,
+        file: Annotated[UploadFile, File(description="A photo.")],
+        mode: Annotated[Literal["boxes", "heatmap"], Query(description="Boxes with labels, or a heatmap.")] = "boxes",
+        min_score: MinScore = None,
+    ) -> Response:
+        """The photo with the detections drawn (boxes, brand, score) or a heatmap of the model's evidence."""
+        detector = _detector(request)
+        try:
+            decoded = _decode(file, settings, draft_size=None)
+        except ImageError as exc:
+            raise _image_error(exc, metrics) from exc
+        prediction = detector.predict(decoded.image)
+        threshold = detector.threshold if min_score is None else min_score
+        if mode == "heatmap":
+            picture = heatmap(decoded.image, list(prediction.candidates))
+        else:
+            picture = draw_boxes(decoded.image, prediction.above(threshold))
+        buffer = io.BytesIO()
+        picture.save(buffer, "PNG", optimize=False, compress_level=1)
+        return Response(buffer.getvalue(), media_type="image/png")
+
+    @app.get("/v1/model", response_model=ModelInfo, responses=IMAGE_ERRORS, tags=["model"])
+    def model_info(request: Request) -> dict:
+        """The served model: version, classes, operating threshold and metrics from its card."""
+        detector = _detector(request)
+        return {**detector.describe(), "card": detector.card}
+
+    @app.post(
+        "/v1/model/reload", response_model=ReloadResponse, responses=IMAGE_ERRORS, dependencies=auth, tags=["model"]
+    )
+    def model_reload(request: Request) -> dict:
+        """Switch to the registry's champion now (the service also polls for promotions)."""
+        changed = models.load()
+        detector = _detector(request)
+        metrics.set_model(detector.version)
+        return {"changed": changed, "version": detector.version}
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    def healthz() -> dict:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=Health, responses={503: {"model": Health}}, tags=["ops"])
+    def readyz() -> JSONResponse:
+        """Ready when a model is loaded."""
+        detector = models.detector
+        if detector is None:
+            return JSONResponse({"status": "no_model", "model_version": None}, status_code=503)
+        return JSONResponse({"status": "ready", "model_version": detector.version})
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        tags=["ops"],
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus metrics"}},
+    )
+    def prometheus_metrics() -> Response:
+        """Prometheus metrics: requests, latency, detections per brand, scores, images processed."""
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app

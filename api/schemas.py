@@ -1,0 +1,121 @@
+"""Response models of the API; their examples appear in the OpenAPI docs."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DETECTION_EXAMPLE = {"brand": "rumah123", "score": 0.91, "box": [71.0, 376.0, 469.0, 464.0]}
+
+
+class DetectionOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": DETECTION_EXAMPLE})
+
+    brand: str = Field(description="Brand of the mark: rumah123 or 99co.")
+    score: float = Field(ge=0, le=1, description="Confidence.")
+    box: list[float] = Field(min_length=4, max_length=4, description="x0, y0, x1, y1 in original pixels.")
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class Timing(BaseModel):
+    decode: float
+    inference: float
+    total: float
+
+
+class DetectResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "watermarked": True,
+                "detections": [DETECTION_EXAMPLE],
+                "image": {"width": 540, "height": 840},
+                "model_version": "v1",
+                "timing_ms": {"decode": 4.1, "inference": 11.8, "total": 16.7},
+            }
+        }
+    )
+
+    watermarked: bool
+    detections: list[DetectionOut]
+    image: ImageSize
+    model_version: str
+    timing_ms: Timing
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class BatchItem(BaseModel):
+    """One file's result: either the detection fields or an ``error``."""
+
+    file: str
+    watermarked: bool | None = None
+    detections: list[DetectionOut] | None = None
+    image: ImageSize | None = None
+    model_version: str | None = None
+    timing_ms: Timing | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "results": [
+                    {
+                        "file": "a.jpg",
+                        "watermarked": False,
+                        "detections": [],
+                        "image": {"width": 800, "height": 600},
+                        "model_version": "v1",
+                        "timing_ms": {"decode": 3.0, "inference": 11.0, "total": 14.5},
+                    },
+                    {
+                        "file": "b.txt",
+                        "error": {"code": "not_an_image", "message": "the file is not a recognised image"},
+                    },
+                ]
+            }
+        }
+    )
+
+    results: list[BatchItem]
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(
+        protected_namespaces=(),
+        json_schema_extra={
+            "example": {
+                "version": "v1",
+                "classes": ["rumah123", "99co"],
+                "imgsz": 320,
+                "threshold": 0.45,
+                "metrics": {"real_test_f1": 1.0},
+                "card": {},
+            }
+        },
+    )
+
+    version: str
+    classes: list[str]
+    imgsz: int
+    threshold: float
+    metrics: dict
+    card: dict
+
+
+class ReloadResponse(BaseModel):
+    changed: bool
+    version: str
+
+
+class Health(BaseModel):
+    status: str
+    model_version: str | None = None

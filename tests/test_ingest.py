@@ -1,0 +1,191 @@
+"""Ingest of every supported layout, bad files, boxes outside the image, idempotence."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import bomb_png, cmyk_jpeg, encode, exif_rotated_jpeg, palette_png, photo, png16, truncated_jpeg
+from training.ingest import IngestError, detect_format, ingest
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _jpeg(seed: int, size: tuple[int, int] = (400, 300)) -> bytes:
+    return encode(photo(*size, seed=seed), "JPEG", quality=92)
+
+
+def test_folder_per_class(tmp_path):
+    src = tmp_path / "src"
+    _write(src / "rumah123" / "a.jpg", _jpeg(1))
+    _write(src / "99co" / "b.jpg", _jpeg(2))
+    _write(src / "no_watermark" / "c.jpg", _jpeg(3))
+    _write(src / "watermark" / "d.jpg", _jpeg(4))
+    assert detect_format(src) == "folders"
+    manifest, report = ingest(src, tmp_path / "ds")
+    assert report.added == 4 and not report.skipped
+    brands = sorted(item.brand or "none" for item in manifest.items.values())
+    assert brands == ["99co", "none", "rumah123", "rumah123"]
+
+
+def test_unknown_class_folder_is_a_clear_error(tmp_path):
+    _write(tmp_path / "src" / "lamudi" / "a.jpg", _jpeg(1))
+    with pytest.raises(IngestError, match="unknown brand"):
+        ingest(tmp_path / "src", tmp_path / "ds")
+
+
+def test_csv_with_coco_boxes_and_idempotent_reingest(tmp_path):
+    src = tmp_path / "src"
+    _write(src / "images" / "p.jpg", _jpeg(1))
+    _write(src / "images" / "n.jpg", _jpeg(2))
+    (src / "labels.csv").write_text("file,has_watermark,brand\nimages/p.jpg,1,rumah123\nimages/n.jpg,0,\n")
+    coco = {
+        "images": [{"id": 1, "file_name": "images/p.jpg", "width": 400, "height": 300}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 20, 100, 30]}],
+        "categories": [{"id": 1, "name": "rumah123"}, {"id": 2, "name": "99co"}],
+    }
+    (src / "boxes.coco.json").write_text(json.dumps(coco))
+    manifest, report = ingest(src, tmp_path / "ds")
+    assert report.format == "csv" and report.added == 2
+    positive = next(i for i in manifest.items.values() if i.brand)
+    assert positive.boxes[0].box == [10, 20, 110, 50]
+    version = manifest.version()
+    again, report2 = ingest(src, tmp_path / "ds")
+    assert report2.added == 0 and report2.already_present == 2
+    assert again.version() == version and len(again.items) == 2
+
+
+def test_real_labels_csv(tmp_path, data_dir):
+    manifest, report = ingest(data_dir / "listings", tmp_path / "ds")
+    assert report.added == 64 and not report.skipped
+    assert sum(1 for i in manifest.items.values() if i.brand == "rumah123") == 14
+    assert sum(len(i.boxes) for i in manifest.items.values()) == 14
+
+
+def test_coco_json_with_boxes_outside_image(tmp_path):
+    src = tmp_path / "src"
+    _write(src / "a.jpg", _jpeg(1))
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 2, "bbox": [350, 10, 100, 40]},  # crosses right edge: clipped
+            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [390, 280, 100, 100]},  # mostly outside: rejected
+            {"id": 3, "image_id": 1, "category_id": 7, "bbox": [10, 10, 10, 10]},  # unknown category: rejected
+        ],
+        "categories": [{"id": 1, "name": "rumah123"}, {"id": 2, "name": "99co"}],
+    }
+    (src / "ann.json").write_text(json.dumps(coco))
+    manifest, report = ingest(src / "ann.json", tmp_path / "ds")
+    item = next(iter(manifest.items.values()))
+    assert item.brand == "99co"
+    assert [b.box for b in item.boxes] == [[350, 10, 400, 50]]
+    actions = sorted(issue["action"] for issue in report.box_issues)
+    assert actions == ["clipped", "rejected", "rejected"]
+
+
+def test_yolo_folders(tmp_path):
+    src = tmp_path / "src"
+    _write(src / "images" / "a.jpg", _jpeg(1))
+    _write(src / "images" / "b.jpg", _jpeg(2))
+    (src / "labels").mkdir()
+    (src / "labels" / "a.txt").write_text("1 0.5 0.5 0.5 0.2\n")
+    assert detect_format(src) == "yolo"
+    manifest, _ = ingest(src, tmp_path / "ds")
+    items = {Path(i.origin).name: i for i in manifest.items.values()}
+    assert items["a.jpg"].brand == "99co" and items["b.jpg"].brand is None
+    assert items["a.jpg"].boxes[0].box == [100.0, 120.0, 300.0, 180.0]
+
+
+def test_malformed_yolo_line_is_reported(tmp_path):
+    src = tmp_path / "src"
+    _write(src / "images" / "a.jpg", _jpeg(1))
+    (src / "labels").mkdir()
+    (src / "labels" / "a.txt").write_text("zero 0.5 0.5\n")
+    with pytest.raises(IngestError, match="malformed YOLO line"):
+        ingest(src, tmp_path / "ds")
+
+
+def test_label_studio_export(tmp_path):
+    src = tmp_path / "src"
+    _write(src / "a.jpg", _jpeg(1))
+    _write(src / "b.jpg", _jpeg(2))
+    tasks = [
+        {"id": 1, "data": {"image": "/data/local-files/?d=a.jpg"}, "annotations": [{"result": [{
+            "type": "rectanglelabels", "original_width": 400, "original_height": 300,
+            "value": {"x": 25, "y": 50, "width": 50, "height": 10, "rectanglelabels": ["rumah123"]}}]}]},
+        {"id": 2, "data": {"image": "/data/upload/1/b.jpg"}, "annotations": [{"result": [
+            {"type": "choices", "value": {"choices": ["no watermark"]}}]}]},
+    ]
+    (src / "export.json").write_text(json.dumps(tasks))
+    assert detect_format(src / "export.json") == "labelstudio"
+    manifest, report = ingest(src / "export.json", tmp_path / "ds")
+    items = {Path(i.origin).name: i for i in manifest.items.values()}
+    assert report.added == 2
+    assert items["a.jpg"].boxes[0].box == [100.0, 150.0, 300.0, 180.0]
+    assert items["b.jpg"].brand is None
+
+
+def test_malformed_label_files(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(IngestError, match="not valid JSON"):
+        ingest(tmp_path / "bad.json", tmp_path / "ds")
+    src = tmp_path / "csvsrc"
+    src.mkdir()
+    (src / "labels.csv").write_text("name;label\nx;y\n")
+    with pytest.raises(IngestError, match="header"):
+        ingest(src, tmp_path / "ds2")
+    with pytest.raises(IngestError, match="does not exist"):
+        ingest(tmp_path / "missing", tmp_path / "ds3")
+
+
+def test_bad_files_are_skipped_or_normalised_never_crash(tmp_path):
+    src = tmp_path / "src" / "no_watermark"
+    _write(src / "good.jpg", _jpeg(1))
+    _write(src / "truncated.jpg", truncated_jpeg())
+    _write(src / "zero.jpg", b"")
+    _write(src / "text.jpg", b"just text")
+    _write(src / "bomb.png", bomb_png())
+    _write(src / "cmyk.jpg", cmyk_jpeg())
+    _write(src / "sixteen.png", png16())
+    _write(src / "palette.png", palette_png())
+    _write(src / "rotated.jpg", exif_rotated_jpeg())
+    _write(src / "notes.txt", b"readme")
+    manifest, report = ingest(tmp_path / "src", tmp_path / "ds", max_pixels=40_000_000)
+    skipped = {Path(s["file"]).name: s["code"] for s in report.skipped}
+    assert skipped == {
+        "truncated.jpg": "truncated_image",
+        "zero.jpg": "empty_file",
+        "text.jpg": "not_an_image",
+        "bomb.png": "too_many_pixels",
+        "notes.txt": "not_an_image",
+    }
+    normalised = {Path(n["file"]).name for n in report.normalised}
+    assert normalised == {"cmyk.jpg", "sixteen.png", "palette.png", "rotated.jpg"}
+    assert report.added == 5
+    rotated = next(i for i in manifest.items.values() if i.origin.endswith("rotated.jpg"))
+    assert (rotated.width, rotated.height) == (480, 640)
+    stored = tmp_path / "ds" / rotated.path
+    assert stored.suffix == ".png" and stored.exists()
+
+
+def test_huge_file_is_skipped(tmp_path):
+    src = tmp_path / "src" / "no_watermark"
+    _write(src / "big.jpg", _jpeg(1, (1200, 900)))
+    _, report = ingest(tmp_path / "src", tmp_path / "ds", max_bytes=10_000)
+    assert report.skipped[0]["code"] == "file_too_large"
+
+
+def test_csv_lists_missing_file(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    with (src / "labels.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([["file", "has_watermark", "brand"], ["gone.jpg", "0", ""]])
+    _, report = ingest(src, tmp_path / "ds")
+    assert report.skipped == [{"file": str(src / "gone.jpg"), "code": "missing_file", "reason": "listed but not found"}]

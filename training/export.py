@@ -1,0 +1,63 @@
+"""Export a trained checkpoint to ONNX and register it as a new model version."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from wmstudio.offline import apply_offline_env
+from wmstudio.registry import Registry
+
+
+def export_onnx(weights: Path, imgsz: int, out_path: Path) -> Path:
+    """Static-shape ONNX (1×3×imgsz×imgsz), simplified with onnxslim, opset Ultralytics picks."""
+    apply_offline_env()
+    from ultralytics import YOLO
+
+    exported = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=False, simplify=True))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(exported, out_path)
+    return out_path
+
+
+def register_model(
+    registry: Registry,
+    weights: Path,
+    classes: list[str],
+    imgsz: int,
+    threshold: float,
+    data_version: str,
+    recipe: dict,
+    metrics: dict | None = None,
+    parent: str | None = None,
+    version: str | None = None,
+) -> str:
+    """Create ``registry/<version>/`` with the ONNX model, the .pt weights and the model card."""
+    version = version or registry.next_version()
+    folder = registry.root / version
+    export_onnx(weights, imgsz, folder / "model.onnx")
+    shutil.copyfile(weights, folder / "model.pt")
+    card = {
+        "version": version,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "architecture": recipe.get("model", "yolo11n.yaml"),
+        "classes": list(classes),
+        "imgsz": imgsz,
+        "threshold": round(float(threshold), 3),
+        "data_version": data_version,
+        "recipe": recipe,
+        "metrics": metrics or {},
+        "parent": parent,
+        "licence": "Model trained with Ultralytics YOLO (AGPL-3.0).",
+    }
+    registry.write_card(version, card)
+    return version
+
+
+def update_card(registry: Registry, version: str, **fields: object) -> dict:
+    card = registry.card(version)
+    card.update(fields)
+    (registry.path(version) / "model_card.json").write_text(json.dumps(card, indent=2))
+    return card

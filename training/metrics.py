@@ -1,0 +1,83 @@
+"""Detection and classification metrics in NumPy (COCO-style AP, image-level P/R/F1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from wmstudio.runtime.postprocess import iou_matrix
+
+COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+
+
+@dataclass(frozen=True)
+class ScoredBox:
+    image: int
+    score: float
+    box: tuple[float, float, float, float]
+
+
+def average_precision(detections: list[ScoredBox], truths: dict[int, np.ndarray], iou_threshold: float) -> float:
+    """COCO 101-point interpolated AP of one class at one IoU threshold (NaN without truths)."""
+    total = sum(len(t) for t in truths.values())
+    if total == 0:
+        return float("nan")
+    used = {image: np.zeros(len(t), dtype=bool) for image, t in truths.items()}
+    hits = []
+    for det in sorted(detections, key=lambda d: -d.score):
+        gts = truths.get(det.image, np.zeros((0, 4)))
+        hit = False
+        if len(gts):
+            ious = iou_matrix(np.asarray([det.box]), gts)[0]
+            ious[used[det.image]] = -1
+            best = int(ious.argmax())
+            if ious[best] >= iou_threshold:
+                used[det.image][best] = True
+                hit = True
+        hits.append(hit)
+    if not hits:
+        return 0.0
+    tp = np.cumsum(hits)
+    fp = np.cumsum(~np.asarray(hits))
+    recall = tp / total
+    precision = tp / np.maximum(tp + fp, 1e-9)
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    points = np.linspace(0, 1, 101)
+    index = np.searchsorted(recall, points, side="left")
+    sampled = np.where(index < len(precision), precision[np.minimum(index, len(precision) - 1)], 0.0)
+    return float(sampled.mean())
+
+
+def matched_ious(detections: list[ScoredBox], truths: dict[int, np.ndarray], iou_threshold: float = 0.5) -> list[float]:
+    """IoU of each truth with its best reported detection, for pairs matched at the threshold."""
+    values = []
+    by_image: dict[int, list[ScoredBox]] = {}
+    for det in detections:
+        by_image.setdefault(det.image, []).append(det)
+    for image, gts in truths.items():
+        dets = by_image.get(image, [])
+        if len(gts) == 0 or not dets:
+            continue
+        ious = iou_matrix(gts, np.asarray([d.box for d in dets]))
+        values += [float(v) for v in ious.max(axis=1) if v >= iou_threshold]
+    return values
+
+
+def precision_recall_f1(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    tp = int((truth & predicted).sum())
+    fp = int((~truth & predicted).sum())
+    fn = int((truth & ~predicted).sum())
+    precision = tp / (tp + fp) if tp + fp else (1.0 if fn == 0 else 0.0)
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn}
+
+
+def pr_curve(truth: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> dict[str, list[float]]:
+    precisions, recalls = [], []
+    for threshold in thresholds:
+        result = precision_recall_f1(truth, scores >= threshold)
+        precisions.append(result["precision"])
+        recalls.append(result["recall"])
+    return {"threshold": [float(t) for t in thresholds], "precision": precisions, "recall": recalls}

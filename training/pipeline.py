@@ -1,0 +1,72 @@
+"""The default recipe end to end: ingest the real set, split it, synthesise, lay out YOLO data.
+
+``wmstudio train`` without arguments runs exactly this, so the bundled model can be rebuilt
+from the provided data with one command.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.build import DEFAULT_SYNTH_COUNTS, build_synthetic
+from training.ingest import ingest
+from training.manifest import Manifest
+from training.splits import assign_splits
+from training.yolo_data import Source, write_yolo_dataset
+
+log = logging.getLogger(__name__)
+
+REAL_POSITIVE_REPEATS = 6  # 6 real positives in train: repeated so each epoch sees them often
+REAL_NEGATIVE_REPEATS = 2
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    real: Manifest
+    real_dir: Path
+    synthetic: Manifest
+    synthetic_dir: Path
+    data_yaml: Path
+
+
+def prepare_real(listings_dir: Path, datasets_dir: Path, seed: int = 0) -> tuple[Manifest, Path]:
+    """Ingest the labelled listings and assign grouped, stratified splits (idempotent)."""
+    real_dir = datasets_dir / "listings"
+    manifest, report = ingest(listings_dir, real_dir, name="listings")
+    log.info(
+        "ingested %s: %d added, %d already present, %d skipped",
+        listings_dir,
+        report.added,
+        report.already_present,
+        len(report.skipped),
+    )
+    if any(item.split is None for item in manifest.items.values()):
+        counts = assign_splits(manifest, real_dir, seed=seed)
+        log.info("real splits: %s", counts)
+        manifest.save(real_dir)
+    return manifest, real_dir
+
+
+def prepare_default_data(
+    data_dir: Path,
+    state_dir: Path,
+    synth_counts: dict[str, int] | None = None,
+    seed: int = 0,
+) -> PreparedData:
+    """Everything the default training run needs, under ``state_dir``."""
+    datasets = state_dir / "datasets"
+    real, real_dir = prepare_real(data_dir / "listings", datasets, seed)
+    synthetic_dir = datasets / f"synthetic-s{seed}"
+    synthetic = build_synthetic(
+        synthetic_dir, data_dir / "houses", real, real_dir, synth_counts or DEFAULT_SYNTH_COUNTS, seed
+    )
+    data_yaml = write_yolo_dataset(
+        [
+            Source(real, real_dir, REAL_POSITIVE_REPEATS, REAL_NEGATIVE_REPEATS),
+            Source(synthetic, synthetic_dir),
+        ],
+        state_dir / "yolo" / f"default-s{seed}",
+    )
+    return PreparedData(real, real_dir, synthetic, synthetic_dir, data_yaml)

@@ -1,0 +1,117 @@
+"""Turn a trained checkpoint into a registered, evaluated model version.
+
+Order matters: export → pick the threshold on *validation* (real + synthetic val) → evaluate
+on test with that threshold frozen → write the card. Test data never influences the
+threshold or the choice of checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from training.evaluate import choose_threshold, evaluate_examples, predict_items, save_evaluation
+from training.export import register_model, update_card
+from training.manifest import Manifest
+from training.pipeline import PreparedData
+from wmstudio.brands import BRANDS
+from wmstudio.registry import Registry
+from wmstudio.runtime import Detector
+
+log = logging.getLogger(__name__)
+
+
+def _items(manifest: Manifest, root: Path, split: str) -> list:
+    return [(item, root) for item in manifest.split(split)]
+
+
+def evaluation_sets(real: Manifest, real_dir: Path, synthetic: Manifest, synthetic_dir: Path, split: str) -> dict:
+    return {"real": _items(real, real_dir, split), "synthetic": _items(synthetic, synthetic_dir, split)}
+
+
+def evaluate_detector(detector: Detector, sets: dict, threshold: float, out_dir: Path | None, prefix: str) -> dict:
+    results = {}
+    for name, items in sets.items():
+        if not items:
+            continue
+        examples = predict_items(detector, items, desc=f"{prefix} {name}")
+        results[name] = evaluate_examples(examples, detector.classes, threshold)
+        if out_dir is not None:
+            save_evaluation(results[name], out_dir, f"{prefix}_{name}")
+    return results
+
+
+def headline_metrics(results: dict) -> dict:
+    """The few numbers the champion/challenger gate and the dashboard compare."""
+    metrics = {}
+    real = results.get("real")
+    if real:
+        r123 = real["per_brand"]["rumah123"]
+        metrics |= {
+            "real_test_f1": round(r123["f1"], 4),
+            "real_test_ap50": round(r123["ap50"], 4),
+            "real_test_precision": round(r123["precision"], 4),
+            "real_test_recall": round(r123["recall"], 4),
+            "real_other_fp_rate": round(real["other_mark_fp_rate"], 4),
+        }
+    synthetic = results.get("synthetic")
+    if synthetic:
+        aps = {b: v["ap50"] for b, v in synthetic["per_brand"].items()}
+        metrics |= {f"synthetic_test_ap50_{b}": round(v, 4) for b, v in aps.items()}
+        metrics["synthetic_test_ap50"] = round(min(aps.values()), 4)
+        metrics["synthetic_other_fp_rate"] = round(synthetic["other_mark_fp_rate"], 4)
+    return metrics
+
+
+def release_model(
+    registry: Registry,
+    weights: Path,
+    data: PreparedData,
+    recipe: dict,
+    parent: str | None = None,
+    version: str | None = None,
+) -> str:
+    """Export, calibrate on val, evaluate on test and register; returns the version name."""
+    version = register_model(
+        registry,
+        weights,
+        list(BRANDS),
+        int(recipe["imgsz"]),
+        0.5,
+        data.real.version() + "+" + data.synthetic.version(),
+        recipe,
+        parent=parent,
+        version=version,
+    )
+    folder = registry.path(version)
+    detector = Detector.from_version_dir(folder)
+    val_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "val")
+    val_examples = [e for items in val_sets.values() for e in predict_items(detector, items, "val")]
+    threshold, val_f1 = choose_threshold(val_examples, detector.classes)
+    log.info("operating threshold %.2f (validation F1 %.3f)", threshold, val_f1)
+    detector.threshold = threshold
+    test_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "test")
+    results = evaluate_detector(detector, test_sets, threshold, folder / "evaluation", "test")
+    update_card(
+        registry, version, threshold=threshold, validation_f1=round(val_f1, 4), metrics=headline_metrics(results)
+    )
+    return version
+
+
+def evaluate_version(
+    registry: Registry, version: str, state_dir: Path, split: str = "test", out_dir: Path | None = None, seed: int = 0
+) -> dict:
+    """Re-evaluate a registered version on the default real and synthetic data."""
+    datasets = state_dir / "datasets"
+    real_dir, synthetic_dir = datasets / "listings", datasets / f"synthetic-s{seed}"
+    sets = {}
+    if (real_dir / "manifest.json").exists():
+        sets["real"] = _items(Manifest.load(real_dir), real_dir, split)
+    if (synthetic_dir / "manifest.json").exists():
+        sets["synthetic"] = _items(Manifest.load(synthetic_dir), synthetic_dir, split)
+    if not sets:
+        raise FileNotFoundError(f"no datasets under {datasets}: run `wmstudio train` or `wmstudio ingest` first")
+    detector = Detector.from_version_dir(registry.path(version))
+    return evaluate_detector(
+        detector, sets, detector.threshold, out_dir or registry.path(version) / "evaluation", split
+    )

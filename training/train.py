@@ -1,0 +1,83 @@
+"""Train the YOLO detector from scratch (or warm-start from the project's own earlier model).
+
+No pretrained weights can be fetched on these machines, so the network starts from a model
+YAML. Retraining and adding a brand warm-start from the previous version's ``.pt``: layers whose
+shapes match are loaded, a head with a new class count is re-initialised, nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from wmstudio.offline import apply_offline_env
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainRecipe:
+    """Every knob of a training run; stored in the model card."""
+
+    model: str = "yolo11n.yaml"
+    imgsz: int = 320
+    epochs: int = 40
+    time_hours: float | None = 1.0  # wall-clock budget; Ultralytics fits the LR schedule to it
+    batch: int = 16
+    augmentation: str = "default"
+    seed: int = 0
+    patience: int = 100
+    lr0: float = 0.01
+    cos_lr: bool = False
+    close_mosaic: int = 3
+    warm_start: str | None = None  # path of an earlier best.pt
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def train(data_yaml: Path, run_dir: Path, recipe: TrainRecipe, resume: bool = False) -> Path:
+    """Run (or resume) training; returns the path of the best checkpoint."""
+    apply_offline_env()
+    from ultralytics import YOLO
+
+    from training.augment import geometric_hyperparameters, photometric_transforms
+
+    last = run_dir / "weights" / "last.pt"
+    if resume and last.exists():
+        log.info("resuming from %s", last)
+        YOLO(str(last)).train(resume=True)
+        return run_dir / "weights" / "best.pt"
+    model = YOLO(recipe.model)
+    if recipe.warm_start:
+        log.info("warm start from %s", recipe.warm_start)
+        model = model.load(recipe.warm_start)
+    kwargs = {
+        "data": str(data_yaml),
+        "imgsz": recipe.imgsz,
+        "epochs": recipe.epochs,
+        "batch": recipe.batch,
+        "seed": recipe.seed,
+        "patience": recipe.patience,
+        "lr0": recipe.lr0,
+        "cos_lr": recipe.cos_lr,
+        "close_mosaic": recipe.close_mosaic,
+        "device": "cpu",
+        "workers": 0,
+        "project": str(run_dir.parent.resolve()),
+        "name": run_dir.name,
+        "exist_ok": True,
+        "pretrained": False,
+        "amp": False,
+        "plots": True,
+        "verbose": True,
+        "augmentations": photometric_transforms(recipe.augmentation),
+        **geometric_hyperparameters(recipe.augmentation),
+        **recipe.extra,
+    }
+    if recipe.time_hours:
+        kwargs["time"] = recipe.time_hours
+    model.train(**kwargs)
+    return run_dir / "weights" / "best.pt"

@@ -1,0 +1,310 @@
+"""``wmstudio``: the command line of Watermark Studio.
+
+Heavy imports (torch, ultralytics) happen inside the commands that need them, so
+``wmstudio predict`` and ``wmstudio serve`` start fast on a torch-free serving image.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wmstudio.offline import apply_offline_env
+from wmstudio.settings import get_settings
+
+app = typer.Typer(help="Find Rumah123 and 99.co watermarks in listing photos.", no_args_is_help=True)
+models_app = typer.Typer(help="List, promote and roll back model versions.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console(stderr=True)
+
+
+def _setup() -> None:
+    settings = get_settings()
+    apply_offline_env(settings.state_dir)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def ingest(
+    source: Annotated[Path, typer.Argument(help="Folder or label file to ingest.")],
+    name: Annotated[str, typer.Option(help="Dataset name (folder under the state dir).")] = "default",
+    fmt: Annotated[str | None, typer.Option("--format", help="folders|csv|coco|yolo|labelstudio")] = None,
+    default_brand: Annotated[str, typer.Option(help="Brand for a plain 'watermark/' folder.")] = "rumah123",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the ingest report as JSON.")] = False,
+) -> None:
+    """Ingest photos and labels into a canonical dataset manifest (idempotent)."""
+    _setup()
+    from dataclasses import asdict
+
+    from training.ingest import IngestError
+    from training.ingest import ingest as run_ingest
+
+    settings = get_settings()
+    try:
+        manifest, report = run_ingest(
+            source, settings.datasets_dir / name, fmt, name, settings.max_image_pixels, default_brand=default_brand
+        )
+    except IngestError as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps(asdict(report), indent=1))
+        return
+    console.print(
+        f"[bold]{name}[/bold]: {report.added} added, {report.already_present} already present, "
+        f"{len(report.skipped)} skipped, {len(report.normalised)} normalised, "
+        f"{len(report.box_issues)} box issues; {len(manifest.items)} images in total"
+    )
+    for skipped in report.skipped:
+        console.print(f"  skipped {skipped['file']}: {skipped['code']} ({skipped['reason']})")
+
+
+@app.command()
+def eda(
+    name: Annotated[str, typer.Option(help="Dataset name.")] = "default",
+    out: Annotated[Path | None, typer.Option(help="Output folder for eda.json and PNGs.")] = None,
+) -> None:
+    """Class balance, sizes, box statistics and duplicates: JSON plus PNG plots."""
+    _setup()
+    from training.eda import run_eda
+    from training.manifest import Manifest
+
+    settings = get_settings()
+    folder = settings.datasets_dir / name
+    if not (folder / "manifest.json").exists():
+        _fail(f"no dataset {name!r}: run `wmstudio ingest PATH --name {name}` first")
+    summary = run_eda(Manifest.load(folder), folder, out or folder / "eda")
+    print(json.dumps({k: v for k, v in summary.items() if k != "plots"}, indent=1))
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option(help="Output dataset folder.")] = Path(".wmstudio/datasets/synthetic"),
+    backgrounds: Annotated[Path | None, typer.Option(help="Clean photos (default: data_dir/houses).")] = None,
+    real: Annotated[str | None, typer.Option(help="Ingested real dataset for the template.")] = "listings",
+    train_count: int = 1000,
+    val_count: int = 150,
+    test_count: int = 300,
+    seed: int = 0,
+) -> None:
+    """Composite Rumah123/99.co marks and hard negatives onto clean photos, with exact boxes."""
+    _setup()
+    from training.build import build_synthetic
+    from training.manifest import Manifest
+
+    settings = get_settings()
+    houses = backgrounds or settings.data_dir / "houses"
+    real_dir = settings.datasets_dir / real if real else None
+    real_manifest = Manifest.load(real_dir) if real_dir and (real_dir / "manifest.json").exists() else None
+    if not houses.is_dir() and real_manifest is None:
+        _fail(f"no backgrounds: {houses} does not exist and no real dataset was given")
+    manifest = build_synthetic(
+        out,
+        houses if houses.is_dir() else None,
+        real_manifest,
+        real_dir,
+        {"train": train_count, "val": val_count, "test": test_count},
+        seed,
+    )
+    console.print(f"wrote {len(manifest.items)} synthetic images to {out}")
+
+
+@app.command()
+def train(
+    hours: Annotated[float, typer.Option(help="Wall-clock budget in hours (0: use --epochs).")] = 1.0,
+    epochs: int = 40,
+    imgsz: int = 320,
+    model: Annotated[str, typer.Option(help="Ultralytics model YAML (from scratch).")] = "yolo11n.yaml",
+    augmentation: Annotated[str, typer.Option(help="light|default|strong")] = "default",
+    warm_start: Annotated[str | None, typer.Option(help="'champion' or a .pt path to start from.")] = None,
+    synth_train: int = 1100,
+    seed: int = 0,
+    run_name: Annotated[str | None, typer.Option(help="Run folder name (reuse with --resume).")] = None,
+    resume: Annotated[bool, typer.Option(help="Resume an interrupted run.")] = False,
+    register: Annotated[bool, typer.Option(help="Export, evaluate and register the result.")] = True,
+) -> None:
+    """Build the default data, train the detector, then export, evaluate and register it."""
+    _setup()
+    from training.pipeline import prepare_default_data
+    from training.release import release_model
+    from training.train import TrainRecipe
+    from training.train import train as run_train
+    from wmstudio.registry import Registry
+
+    settings = get_settings()
+    registry = Registry(settings.registry_dir)
+    start = None
+    if warm_start == "champion":
+        start = str(registry.champion_path() / "model.pt")
+    elif warm_start:
+        start = warm_start
+    data = prepare_default_data(
+        settings.data_dir, settings.state_dir, {"train": synth_train, "val": 150, "test": 300}, seed
+    )
+    recipe = TrainRecipe(
+        model=model,
+        imgsz=imgsz,
+        epochs=epochs,
+        time_hours=hours or None,
+        augmentation=augmentation,
+        seed=seed,
+        warm_start=start,
+    )
+    run_dir = settings.runs_dir / (run_name or f"train-s{seed}")
+    best = run_train(data.data_yaml, run_dir, recipe, resume=resume)
+    if register:
+        version = release_model(registry, best, data, recipe.to_dict(), parent=registry.champion() if start else None)
+        console.print(f"registered {version}; promote it with `wmstudio models promote {version}`")
+
+
+@app.command()
+def evaluate(
+    version: Annotated[str | None, typer.Option(help="Model version (default: champion).")] = None,
+    split: str = "test",
+    out: Annotated[Path | None, typer.Option(help="Folder for JSON and plots.")] = None,
+) -> None:
+    """Evaluate a model version on the real and synthetic splits at its operating threshold."""
+    _setup()
+    from training.release import evaluate_version
+    from wmstudio.registry import Registry
+
+    settings = get_settings()
+    registry = Registry(settings.registry_dir)
+    version = version or registry.champion()
+    if version is None:
+        _fail("no model in the registry")
+    results = evaluate_version(registry, version, settings.state_dir, split, out)
+    table = Table("set", "brand", "P", "R", "F1", "AP50", "AP50-95", "IoU", "other FP")
+    for set_name, result in results.items():
+        for brand, row in result["per_brand"].items():
+            table.add_row(
+                set_name,
+                brand,
+                *(f"{row[k]:.3f}" for k in ("precision", "recall", "f1", "ap50", "ap50_95", "mean_iou")),
+                f"{result['other_mark_fp_rate']:.3f}",
+            )
+    Console().print(table)
+
+
+@app.command()
+def predict(
+    paths: Annotated[list[Path], typer.Argument(help="Images to check.")],
+    min_score: Annotated[float | None, typer.Option(help="Score cut-off (default: the model's threshold).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    version: Annotated[str | None, typer.Option(help="Model version (default: champion).")] = None,
+) -> None:
+    """Detect watermarks in images; boxes are in original image pixels."""
+    from wmstudio.imaging import ImageError, decode_image
+    from wmstudio.predict import prediction_record
+    from wmstudio.registry import Registry, RegistryError
+    from wmstudio.runtime import Detector
+
+    settings = get_settings()
+    registry = Registry(settings.registry_dir)
+    try:
+        folder = registry.path(version) if version else registry.champion_path()
+    except RegistryError as exc:
+        _fail(str(exc))
+    detector = Detector.from_version_dir(folder, settings.inference_threads)
+    failures = 0
+    for path in paths:
+        try:
+            decoded = decode_image(path, settings.max_image_pixels)
+        except ImageError as exc:
+            failures += 1
+            record = {"file": str(path), "error": {"code": exc.code, "message": exc.message}}
+        else:
+            record = {"file": str(path), **prediction_record(detector, decoded, min_score)}
+        if as_json:
+            print(json.dumps(record))
+        elif "error" in record:
+            console.print(f"{path}: [red]{record['error']['message']}[/red]")
+        else:
+            found = ", ".join(f"{d['brand']} {d['score']:.2f} at {d['box']}" for d in record["detections"])
+            print(f"{path}: {'WATERMARKED ' + found if record['watermarked'] else 'clean'}")
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+) -> None:
+    """Start the detection API (uvicorn)."""
+    import uvicorn
+
+    settings = get_settings()
+    apply_offline_env(settings.state_dir)
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level="info",
+    )
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Versions with their threshold and headline metrics."""
+    from wmstudio.registry import Registry
+
+    registry = Registry(get_settings().registry_dir)
+    champion = registry.champion()
+    table = Table("version", "champion", "threshold", "data", "real F1", "synthetic AP50")
+    for version in registry.versions():
+        card = registry.card(version)
+        metrics = card.get("metrics", {})
+        table.add_row(
+            version,
+            "*" if version == champion else "",
+            str(card.get("threshold")),
+            str(card.get("data_version")),
+            str(metrics.get("real_test_f1", "")),
+            str(metrics.get("synthetic_test_ap50", "")),
+        )
+    Console().print(table)
+
+
+@models_app.command("promote")
+def models_promote(version: str, reason: str = "manual promotion") -> None:
+    """Make a version the champion (the API hot-reloads it)."""
+    from wmstudio.registry import Registry, RegistryError
+
+    try:
+        Registry(get_settings().registry_dir).promote(version, reason)
+    except RegistryError as exc:
+        _fail(str(exc))
+    console.print(f"{version} is now the champion")
+
+
+@models_app.command("rollback")
+def models_rollback(reason: str = "manual rollback") -> None:
+    """Return to the previous champion."""
+    from wmstudio.registry import Registry, RegistryError
+
+    try:
+        version = Registry(get_settings().registry_dir).rollback(reason)
+    except RegistryError as exc:
+        _fail(str(exc))
+    console.print(f"rolled back to {version}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(sys.argv[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

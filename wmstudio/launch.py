@@ -1,0 +1,88 @@
+"""``make run``: start the API, the Streamlit dashboard and the Gradio demo together.
+
+The API starts first and the apps are pointed at it; Ctrl-C stops all three. Each is a normal
+process with its own log prefix, so a crash of one is visible and ends the session.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from wmstudio.offline import apply_offline_env
+from wmstudio.settings import PROJECT_ROOT, get_settings
+
+
+def _wait_ready(url: str, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def commands() -> dict[str, list[str]]:
+    settings = get_settings()
+    python = sys.executable
+    api = [python, "-m", "wmstudio.cli", "serve", "--host", settings.api_host, "--port", str(settings.api_port)]
+    dashboard = [
+        python, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "dashboard.py"),
+        "--server.port", str(settings.dashboard_port), "--server.address", settings.api_host,
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    ]
+    demo = [python, "-m", "app.demo"]
+    launched = {"api": api}
+    if (PROJECT_ROOT / "app" / "dashboard.py").exists():
+        launched["dashboard"] = dashboard
+    if (PROJECT_ROOT / "app" / "demo.py").exists():
+        launched["demo"] = demo
+    return launched
+
+
+def main() -> int:
+    settings = get_settings()
+    apply_offline_env(settings.state_dir)
+    env = {**os.environ, "WMSTUDIO_API_URL": f"http://{settings.api_host}:{settings.api_port}"}
+    processes: dict[str, subprocess.Popen] = {}
+    try:
+        for name, command in commands().items():
+            processes[name] = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env)
+            if name == "api" and not _wait_ready(f"{env['WMSTUDIO_API_URL']}/readyz"):
+                print("the API did not become ready; see its log above", file=sys.stderr)
+                return 1
+        print(
+            f"\nWatermark Studio is running:\n"
+            f"  API        {env['WMSTUDIO_API_URL']}/docs\n"
+            f"  dashboard  http://{settings.api_host}:{settings.dashboard_port}\n"
+            f"  demo       http://{settings.api_host}:{settings.demo_port}\n"
+            f"Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        while all(p.poll() is None for p in processes.values()):
+            time.sleep(1)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""The model registry: versioned folders plus a champion pointer.
+
+Layout::
+
+    models/
+      registry.json        {"champion": "v1", "history": [{"version", "action", "time", ...}]}
+      v1/model.onnx        served model (torch-free)
+      v1/model.pt          PyTorch weights, for warm-starting the next version
+      v1/model_card.json   version, classes, imgsz, threshold, data version, recipe, metrics
+      v1/evaluation.json   full evaluation; v1/plots/*.png
+
+Promotion rewrites ``registry.json`` atomically; the API polls its modification time and
+hot-reloads, so promotion is the only deploy step a new model needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+REGISTRY_FILE = "registry.json"
+VERSION_PATTERN = re.compile(r"^v(\d+)$")
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+class Registry:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / REGISTRY_FILE
+
+    def _read(self) -> dict:
+        if not self.index_path.exists():
+            return {"champion": None, "history": []}
+        return json.loads(self.index_path.read_text())
+
+    def _write(self, data: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".registry-", suffix=".json")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2)
+        os.replace(tmp, self.index_path)
+
+    def versions(self) -> list[str]:
+        """Registered versions (folders with a model card), oldest first."""
+        found = [p.name for p in self.root.glob("v*") if (p / "model_card.json").exists()]
+        return sorted(
+            found, key=lambda name: int(VERSION_PATTERN.match(name).group(1)) if VERSION_PATTERN.match(name) else 0
+        )
+
+    def next_version(self) -> str:
+        numbers = [int(m.group(1)) for v in self.versions() if (m := VERSION_PATTERN.match(v))]
+        return f"v{max(numbers, default=0) + 1}"
+
+    def path(self, version: str) -> Path:
+        folder = self.root / version
+        if not (folder / "model_card.json").exists():
+            raise RegistryError(f"model version {version!r} is not in the registry at {self.root}")
+        return folder
+
+    def card(self, version: str) -> dict:
+        return json.loads((self.path(version) / "model_card.json").read_text())
+
+    def write_card(self, version: str, card: dict) -> None:
+        folder = self.root / version
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model_card.json").write_text(json.dumps(card, indent=2))
+
+    def champion(self) -> str | None:
+        champion = self._read().get("champion")
+        if champion is None and self.versions():
+            return self.versions()[-1]
+        return champion
+
+    def champion_path(self) -> Path:
+        champion = self.champion()
+        if champion is None:
+            raise RegistryError(f"no model in the registry at {self.root}; run `wmstudio train`")
+        return self.path(champion)
+
+    def history(self) -> list[dict]:
+        return self._read().get("history", [])
+
+    def promote(self, version: str, reason: str = "", action: str = "promote") -> None:
+        self.path(version)  # must exist
+        data = self._read()
+        previous = data.get("champion")
+        data["champion"] = version
+        data.setdefault("history", []).append(
+            {
+                "version": version,
+                "previous": previous,
+                "action": action,
+                "reason": reason,
+                "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
+        self._write(data)
+
+    def rollback(self, reason: str = "rollback") -> str:
+        """Make the previous champion the champion again."""
+        promotions = [h for h in self.history() if h.get("previous")]
+        if not promotions:
+            raise RegistryError("no earlier champion to roll back to")
+        previous = promotions[-1]["previous"]
+        self.promote(previous, reason, action="rollback")
+        return previous
+
+    def stamp(self) -> float:
+        """Changes whenever the champion changes (used by the API's hot reload)."""
+        return self.index_path.stat().st_mtime if self.index_path.exists() else 0.0

@@ -1,0 +1,118 @@
+"""The watermark detector: an ONNX model plus its card, with no torch anywhere.
+
+Used by the API (the one serving path), the CLI ``predict``, evaluation and the uncertainty
+queue, so every consumer sees identical pre- and post-processing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from wmstudio.runtime.postprocess import decode_yolo
+from wmstudio.runtime.preprocess import letterbox
+
+CANDIDATE_FLOOR = 0.01  # raw candidates kept for heatmaps, PR curves and uncertainty
+
+
+@dataclass(frozen=True)
+class Detection:
+    brand: str
+    score: float
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in original pixels
+
+    def to_dict(self) -> dict:
+        return {"brand": self.brand, "score": round(self.score, 4), "box": [round(v, 1) for v in self.box]}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """All candidates above the floor; ``above(threshold)`` gives what is reported."""
+
+    width: int
+    height: int
+    candidates: tuple[Detection, ...] = field(default_factory=tuple)
+
+    def above(self, threshold: float) -> list[Detection]:
+        return [d for d in self.candidates if d.score >= threshold]
+
+    def brand_scores(self) -> dict[str, float]:
+        """Highest score per brand (0 when absent): the image-level score."""
+        scores: dict[str, float] = {}
+        for detection in self.candidates:
+            scores[detection.brand] = max(scores.get(detection.brand, 0.0), detection.score)
+        return scores
+
+
+class Detector:
+    """Loads ``model.onnx`` and ``model_card.json`` from a registry version folder."""
+
+    def __init__(
+        self,
+        onnx_path: Path,
+        classes: list[str],
+        imgsz: int,
+        threshold: float,
+        version: str = "unversioned",
+        threads: int = 2,
+        card: dict | None = None,
+    ) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.classes = list(classes)
+        self.imgsz = imgsz
+        self.threshold = threshold
+        self.version = version
+        self.card = card or {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_version_dir(cls, folder: Path, threads: int = 2) -> Detector:
+        card = json.loads((folder / "model_card.json").read_text())
+        return cls(
+            folder / "model.onnx",
+            card["classes"],
+            int(card["imgsz"]),
+            float(card["threshold"]),
+            card["version"],
+            threads,
+            card,
+        )
+
+    def raw(self, tensor: np.ndarray) -> np.ndarray:
+        """The model's raw output for a pre-processed input (for parity tests)."""
+        return self.session.run(None, {self.input_name: tensor})[0]
+
+    def predict(self, image: Image.Image, iou_threshold: float = 0.5) -> Prediction:
+        """Every candidate above a low floor, boxes in original pixels."""
+        tensor, placement = letterbox(image.convert("RGB"), self.imgsz)
+        boxes, scores, classes = decode_yolo(self.raw(tensor), CANDIDATE_FLOOR, iou_threshold)
+        boxes = placement.to_original(boxes)
+        detections = tuple(
+            Detection(self.classes[int(c)], float(s), tuple(float(v) for v in b))
+            for b, s, c in zip(boxes, scores, classes, strict=True)
+        )
+        return Prediction(image.width, image.height, detections)
+
+    def detect(self, image: Image.Image, min_score: float | None = None) -> list[Detection]:
+        """Detections at the operating threshold (or ``min_score``)."""
+        return self.predict(image).above(self.threshold if min_score is None else min_score)
+
+    def describe(self) -> dict:
+        return {
+            "version": self.version,
+            "classes": self.classes,
+            "imgsz": self.imgsz,
+            "threshold": self.threshold,
+            "metrics": self.card.get("metrics", {}),
+        }

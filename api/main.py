@@ -139,7 +139,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         return await call_next(request)
 
-    auth = [Depends(require_api_key), Depends(api_key_header)]
+    # The security scheme is documented only when keys are configured: the OpenAPI document
+    # describes this deployment, so clients (and schemathesis) see auth exactly when it applies.
+    auth = [Depends(require_api_key)] + ([Depends(api_key_header)] if settings.api_keys else [])
 
     @app.post("/v1/detect", response_model=DetectResponse, responses=IMAGE_ERRORS, dependencies=auth, tags=["detect"])
     def detect(

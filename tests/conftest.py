@@ -70,9 +70,23 @@ class Server:
         self.log = state_dir / f"api-{self.port}.log"
         full_env = {**os.environ, **env, "WMSTUDIO_STATE_DIR": str(state_dir)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-            cwd=ROOT, env=full_env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.main:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=full_env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
         )
         try:
             wait_for(f"{self.url}/readyz")
@@ -98,16 +112,20 @@ def registry_copy(tmp_path_factory: pytest.TempPathFactory, bundled_registry: Pa
 
 @pytest.fixture(scope="session")
 def api_server(registry_copy: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server({"WMSTUDIO_REGISTRY_DIR": str(registry_copy), "WMSTUDIO_API_KEYS": "",
-                     "WMSTUDIO_RELOAD_POLL_SECONDS": "0.5"}, tmp_path_factory.mktemp("state"))
+    server = Server(
+        {"WMSTUDIO_REGISTRY_DIR": str(registry_copy), "WMSTUDIO_API_KEYS": "", "WMSTUDIO_RELOAD_POLL_SECONDS": "0.5"},
+        tmp_path_factory.mktemp("state"),
+    )
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
 def secured_server(bundled_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server({"WMSTUDIO_REGISTRY_DIR": str(bundled_registry), "WMSTUDIO_API_KEYS": "k-one,k-two"},
-                    tmp_path_factory.mktemp("state-secured"))
+    server = Server(
+        {"WMSTUDIO_REGISTRY_DIR": str(bundled_registry), "WMSTUDIO_API_KEYS": "k-one,k-two"},
+        tmp_path_factory.mktemp("state-secured"),
+    )
     yield server
     server.stop()
 

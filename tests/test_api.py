@@ -135,8 +135,9 @@ def test_overlay_returns_png_of_original_size(api_server, mode):
     )
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(response.content)).size == (800, 600)
-    bad = httpx.post(f"{api_server.url}/v1/overlay", params={"mode": "sepia"},
-                     files={"file": ("p.jpg", jpeg_bytes(), "image/jpeg")})
+    bad = httpx.post(
+        f"{api_server.url}/v1/overlay", params={"mode": "sepia"}, files={"file": ("p.jpg", jpeg_bytes(), "image/jpeg")}
+    )
     assert bad.status_code == 422
 
 

@@ -17,11 +17,16 @@ from tests.conftest import ROOT, encode, free_port, photo, wait_for
 def demo_url(api_server, tmp_path_factory) -> Iterator[str]:
     port = free_port()
     state = tmp_path_factory.mktemp("demo-state")
-    env = {**os.environ, "WMSTUDIO_API_URL": api_server.url, "WMSTUDIO_DEMO_PORT": str(port),
-           "WMSTUDIO_STATE_DIR": str(state)}
+    env = {
+        **os.environ,
+        "WMSTUDIO_API_URL": api_server.url,
+        "WMSTUDIO_DEMO_PORT": str(port),
+        "WMSTUDIO_STATE_DIR": str(state),
+    }
     log = (state / "demo.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "app.demo"], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.demo"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         wait_for(f"http://127.0.0.1:{port}/", timeout=90)
         yield f"http://127.0.0.1:{port}"

@@ -117,11 +117,27 @@ def test_label_studio_export(tmp_path):
     _write(src / "a.jpg", _jpeg(1))
     _write(src / "b.jpg", _jpeg(2))
     tasks = [
-        {"id": 1, "data": {"image": "/data/local-files/?d=a.jpg"}, "annotations": [{"result": [{
-            "type": "rectanglelabels", "original_width": 400, "original_height": 300,
-            "value": {"x": 25, "y": 50, "width": 50, "height": 10, "rectanglelabels": ["rumah123"]}}]}]},
-        {"id": 2, "data": {"image": "/data/upload/1/b.jpg"}, "annotations": [{"result": [
-            {"type": "choices", "value": {"choices": ["no watermark"]}}]}]},
+        {
+            "id": 1,
+            "data": {"image": "/data/local-files/?d=a.jpg"},
+            "annotations": [
+                {
+                    "result": [
+                        {
+                            "type": "rectanglelabels",
+                            "original_width": 400,
+                            "original_height": 300,
+                            "value": {"x": 25, "y": 50, "width": 50, "height": 10, "rectanglelabels": ["rumah123"]},
+                        }
+                    ]
+                }
+            ],
+        },
+        {
+            "id": 2,
+            "data": {"image": "/data/upload/1/b.jpg"},
+            "annotations": [{"result": [{"type": "choices", "value": {"choices": ["no watermark"]}}]}],
+        },
     ]
     (src / "export.json").write_text(json.dumps(tasks))
     assert detect_format(src / "export.json") == "labelstudio"

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from training.build import build_synthetic, house_split
-from training.synth.compose import SyntheticGenerator, SynthConfig
+from training.synth.compose import SynthConfig, SyntheticGenerator
 from training.synth.fonts import available_fonts, fonts_for
 from training.synth.marks import render_99co, render_other, render_rumah123
 from training.synth.template import estimate_template

@@ -58,6 +58,9 @@ def write_yolo_dataset(sources: Sequence[Source], out_dir: Path, classes: Sequen
             if item.split == "train":
                 repeats = source.repeat_positives if item.watermarked else source.repeat_negatives
             lists[item.split] += [os.path.abspath(image_link)] * repeats
+    for split in ("train", "val"):
+        if not lists[split]:
+            raise ValueError(f"no {split} images: training needs both train and val items")
     for split, paths in lists.items():
         (out_dir / f"{split}.txt").write_text("\n".join(paths) + "\n")
     data = {

@@ -302,6 +302,44 @@ def models_rollback(reason: str = "manual rollback") -> None:
     console.print(f"rolled back to {version}")
 
 
+# Command groups that live beside their code: each module exposes a light ``app`` (typer)
+# whose heavy imports happen inside its commands. Missing modules are simply not offered.
+PLUGIN_GROUPS = {
+    "curate": "curation.cli",  # wmstudio curate duplicates|labels|decide
+    "queue": "curation.queue_cli",  # wmstudio queue build|push|pull
+    "store": "wmstudio.store.cli",  # wmstudio store upgrade|status
+}
+PLUGIN_COMMANDS = {
+    "scan": ("wmstudio.scan", "scan_command"),  # wmstudio scan MANIFEST --shard i/n
+    "scan-merge": ("wmstudio.scan", "merge_command"),
+    "loop": ("curation.loop", "loop_command"),
+}
+
+
+def _register_plugins() -> None:
+    import importlib
+
+    for name, module_name in PLUGIN_GROUPS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        app.add_typer(module.app, name=name)
+    for name, (module_name, attribute) in PLUGIN_COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        app.command(name)(getattr(module, attribute))
+
+
+_register_plugins()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(sys.argv[1:])
 

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 
@@ -36,9 +35,19 @@ def commands() -> dict[str, list[str]]:
     python = sys.executable
     api = [python, "-m", "wmstudio.cli", "serve", "--host", settings.api_host, "--port", str(settings.api_port)]
     dashboard = [
-        python, "-m", "streamlit", "run", str(PROJECT_ROOT / "app" / "dashboard.py"),
-        "--server.port", str(settings.dashboard_port), "--server.address", settings.api_host,
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        python,
+        "-m",
+        "streamlit",
+        "run",
+        str(PROJECT_ROOT / "app" / "dashboard.py"),
+        "--server.port",
+        str(settings.dashboard_port),
+        "--server.address",
+        settings.api_host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
     ]
     demo = [python, "-m", "app.demo"]
     launched = {"api": api}

@@ -1,0 +1,54 @@
+"""A tiny end-to-end run in seconds: synthesise → train → export → register → predict."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from tests.test_cli import run_cli
+from training.build import build_synthetic
+from training.export import register_model
+from training.synth.procedural import write_scenes
+from training.train import TrainRecipe, train
+from training.yolo_data import Source, write_yolo_dataset
+from wmstudio.brands import BRANDS
+from wmstudio.registry import Registry
+from wmstudio.runtime import Detector
+
+
+@pytest.mark.slow
+def test_tiny_train_export_predict(tmp_path):
+    pytest.importorskip("ultralytics")
+    scenes = tmp_path / "scenes"
+    backgrounds = write_scenes(scenes, 10, seed=1, size=(160, 120))
+    manifest = build_synthetic(
+        tmp_path / "synth", None, counts={"train": 16, "val": 6}, seed=2, extra_backgrounds=backgrounds
+    )
+    data_yaml = write_yolo_dataset([Source(manifest, tmp_path / "synth")], tmp_path / "yolo")
+    recipe = TrainRecipe(epochs=1, time_hours=None, imgsz=64, batch=8)
+    best = train(data_yaml, tmp_path / "runs" / "tiny", recipe)
+    assert best.exists()
+
+    registry = Registry(tmp_path / "models")
+    version = register_model(registry, best, list(BRANDS), 64, 0.2, manifest.version(), recipe.to_dict())
+    registry.promote(version, "tiny test")
+    card = registry.card(version)
+    assert card["classes"] == list(BRANDS) and card["imgsz"] == 64 and card["data_version"] == manifest.version()
+    assert (registry.path(version) / "model.onnx").stat().st_size > 100_000
+
+    detector = Detector.from_version_dir(registry.path(version))
+    image_path = next((tmp_path / "synth" / "images" / "train").glob("*.jpg"))
+    prediction = detector.predict(Image.open(image_path))
+    assert prediction.width > 0 and all(0 <= d.score <= 1 for d in prediction.candidates)
+
+    result = run_cli("predict", str(image_path), "--json", env={"WMSTUDIO_REGISTRY_DIR": str(registry.root)})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["model_version"] == version
+
+    # warm start: the next version starts from this one's weights
+    warm = TrainRecipe(
+        epochs=1, time_hours=None, imgsz=64, batch=8, warm_start=str(registry.path(version) / "model.pt")
+    )
+    assert train(data_yaml, tmp_path / "runs" / "warm", warm).exists()

@@ -53,7 +53,7 @@ def test_draft_decoding_reports_original_size():
     decoded = decode_image(jpeg_bytes(1080, 810), draft_size=320)
     assert (decoded.width, decoded.height) == (1080, 810)
     assert decoded.image.width < 1080 and decoded.image.width >= 320
-    sx, sy = decoded.scale
+    sx, _sy = decoded.scale
     assert sx == pytest.approx(1080 / decoded.image.width)
 
 

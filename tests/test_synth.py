@@ -58,7 +58,7 @@ def test_boxes_cover_exactly_the_changed_pixels(tmp_path):
         changed = np.abs(out - base).max(axis=2) > 8
         inside = np.zeros_like(changed)
         for box in drawn.boxes:
-            x0, y0, x1, y1 = (int(round(v)) for v in box.box)
+            x0, y0, x1, y1 = (round(v) for v in box.box)
             inside[max(0, y0 - 2) : y1 + 2, max(0, x0 - 2) : x1 + 2] = True
             assert changed[y0:y1, x0:x1].any(), "a box with nothing drawn in it"
         assert changed.sum() > 0

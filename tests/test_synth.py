@@ -120,3 +120,8 @@ def test_build_synthetic_writes_manifest_with_exact_boxes(tmp_path):
 def test_houses_split_by_house_not_by_photo():
     rooms = [Path(f"17_{room}.jpg") for room in ("bathroom", "bedroom", "kitchen", "frontal")]
     assert len({house_split(p) for p in rooms}) == 1
+
+
+def test_fonts_without_latin_glyphs_are_excluded():
+    names = {f.name for f in available_fonts()}
+    assert not any(name.startswith(("LastResort", "STIXNonUni")) for name in names)

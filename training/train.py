@@ -23,7 +23,7 @@ class TrainRecipe:
     model: str = "yolo11n.yaml"
     imgsz: int = 320
     epochs: int = 40
-    time_hours: float | None = 1.0  # wall-clock budget; Ultralytics fits the LR schedule to it
+    time_hours: float | None = 1.5  # wall-clock budget; Ultralytics fits the LR schedule to it
     batch: int = 16
     augmentation: str = "default"
     seed: int = 0

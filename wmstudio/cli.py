@@ -122,7 +122,7 @@ def synth(
 
 @app.command()
 def train(
-    hours: Annotated[float, typer.Option(help="Wall-clock budget in hours (0: use --epochs).")] = 1.0,
+    hours: Annotated[float, typer.Option(help="Wall-clock budget in hours (0: use --epochs).")] = 1.5,
     epochs: int = 40,
     imgsz: int = 320,
     model: Annotated[str, typer.Option(help="Ultralytics model YAML (from scratch).")] = "yolo11n.yaml",

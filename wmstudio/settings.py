@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     )
 
     # --- serving -------------------------------------------------------------------------
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_host: str = Field(default="127.0.0.1", description="Address the API (and apps) bind to.")
+    api_port: int = Field(default=8000, description="API port.")
     api_url: str = Field(default="http://127.0.0.1:8000", description="Base URL clients call.")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated API keys; empty disables auth."
@@ -57,12 +57,54 @@ class Settings(BaseSettings):
     inference_threads: int = Field(default=2, description="ONNX Runtime intra-op threads.")
 
     # --- apps ----------------------------------------------------------------------------
-    dashboard_port: int = 8501
-    demo_port: int = 7860
+    dashboard_port: int = Field(default=8501, description="Streamlit dashboard port.")
+    demo_port: int = Field(default=7860, description="Gradio demo port.")
 
     # --- label studio --------------------------------------------------------------------
-    label_studio_url: str = "http://127.0.0.1:8080"
-    label_studio_token: str = ""
+    label_studio_url: str = Field(default="http://127.0.0.1:8080", description="Label Studio base URL.")
+    label_studio_token: str = Field(default="", description="Label Studio API token (legacy or personal access token).")
+
+    # --- dataset store and curation ------------------------------------------------------
+    store_sync_on_ingest: bool = Field(
+        default=True,
+        description="Mirror a dataset into the store after each ingest into datasets_dir (failures are logged).",
+    )
+    store_auto_migrate: bool = Field(
+        default=True, description="Upgrade the store schema to the newest migration when it is first opened."
+    )
+    duplicates_backend: Literal["imagehash", "fastdup"] = Field(
+        default="imagehash",
+        description="imagehash: license-clean perceptual hashes; fastdup: CC BY-NC-ND, runs in its own venv.",
+    )
+    near_duplicate_distance: int = Field(
+        default=10, description="Most differing bits (of 64) in both dHash and pHash for a near duplicate."
+    )
+    fastdup_venv: Path | None = Field(
+        default=None, description="Virtual environment holding fastdup (default: state_dir/fastdup-venv)."
+    )
+    fastdup_similarity: float = Field(
+        default=0.95,
+        description="Cosine similarity of fastdup embeddings at or above which images are near duplicates.",
+    )
+    outlier_z: float = Field(
+        default=4.0, description="Robust z-score of the k-NN distance above which an image is an outlier (imagehash)."
+    )
+    outlier_fraction: float = Field(
+        default=0.02, description="Share of images fastdup may report as outliers (its percentile cut)."
+    )
+    label_issue_threshold: float = Field(
+        default=0.5,
+        description="Image labels whose Cleanlab quality (out-of-sample probability of the given label) is below this.",
+    )
+    box_issue_threshold: float = Field(
+        default=0.3, description="Images whose Cleanlab object-detection box quality score is at or below this."
+    )
+    box_confident_score: float = Field(
+        default=0.5,
+        description="Detector score from which a box counts as confident for missing/wrong-brand checks "
+        "(Cleanlab's built-in 0.95 hides issues with a weak model).",
+    )
+    curation_folds: int = Field(default=5, description="Cross-validation folds for out-of-sample probabilities.")
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -83,6 +125,16 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.state_dir / "runs"
+
+    @property
+    def resolved_fastdup_venv(self) -> Path:
+        """Where the fastdup backend's own interpreter lives (kept out of the main venv)."""
+        return self.fastdup_venv or self.state_dir / "fastdup-venv"
+
+    @property
+    def curation_dir(self) -> Path:
+        """Galleries and reports written by ``wmstudio curate``."""
+        return self.state_dir / "curation"
 
 
 @lru_cache(maxsize=1)

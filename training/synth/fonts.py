@@ -11,6 +11,9 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
 SYSTEM_FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
 
 
@@ -31,8 +34,29 @@ def available_fonts() -> tuple[Path, ...]:
             lowered = path.name.lower()
             if any(skip in lowered for skip in ("math", "symbol", "cmex", "cmsy", "display", "stixsiz")):
                 continue
-            found.setdefault(path.name, path)
+            if path.name not in found and renders_latin(path):
+                found[path.name] = path
     return tuple(sorted(found.values(), key=lambda p: p.name))
+
+
+def renders_latin(path: Path, probe: str = "ru9.c") -> bool:
+    """True when the font draws distinct, non-empty glyphs for the wordmarks' characters.
+
+    Fallback and private-use fonts (LastResort, STIX 'NonUni') draw the same box for every
+    letter; a wordmark in such a font would teach the model that a row of boxes is a brand.
+    """
+    try:
+        font = ImageFont.truetype(str(path), 40)
+    except OSError:
+        return False
+    glyphs = []
+    for char in probe:
+        canvas = Image.new("L", (64, 64), 0)
+        ImageDraw.Draw(canvas).text((8, 4), char, font=font, fill=255)
+        glyphs.append(np.asarray(canvas))
+    if any(glyph.max() == 0 for glyph in glyphs):
+        return False
+    return all(not np.array_equal(a, b) for i, a in enumerate(glyphs) for b in glyphs[i + 1 :])
 
 
 def font_split(path: Path) -> str:

@@ -22,7 +22,8 @@ from training.synth.template import WatermarkTemplate, estimate_template
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SYNTH_COUNTS = {"train": 1000, "val": 150, "test": 300}
+DEFAULT_SYNTH_COUNTS = {"train": 1100, "val": 150, "test": 300}
+GENERATOR_VERSION = 3  # bump when the generator's output changes, so cached sets are rebuilt
 HOUSE_SPLIT_SHARES = (("train", 0.8), ("val", 0.08), ("test", 0.12))
 
 
@@ -79,6 +80,20 @@ def build_synthetic(
 ) -> Manifest:
     """Generate the synthetic splits into ``out_dir`` and return their manifest."""
     counts = counts or DEFAULT_SYNTH_COUNTS
+    stamp = {
+        "kind": "synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "counts": counts,
+        "seed": seed,
+        "real_data_version": real.version() if real is not None else None,
+        "backgrounds": str(houses_dir),
+        "extra_backgrounds": len(extra_backgrounds),
+    }
+    if (out_dir / "manifest.json").exists():
+        cached = Manifest.load(out_dir)
+        if cached.reports and cached.reports[-1] == stamp:
+            log.info("synthetic set at %s is up to date (same generator, counts and seed)", out_dir)
+            return cached
     template = template_from_manifest(real, real_dir) if real is not None and real_dir else None
     template_mark = template.to_rgba() if template is not None else None
     if template is not None:
@@ -111,5 +126,6 @@ def build_synthetic(
                 notes=["other_mark"] if drawn.other_marks else [],
             )
             manifest.add(item)
+    manifest.reports.append(stamp)
     manifest.save(out_dir)
     return manifest

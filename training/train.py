@@ -32,10 +32,25 @@ class TrainRecipe:
     cos_lr: bool = False
     close_mosaic: int = 3
     warm_start: str | None = None  # path of an earlier best.pt
+    threads: int | None = None  # torch CPU threads; None keeps Ultralytics' choice (cores - 1)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _use_threads(threads: int | None) -> None:
+    """Override Ultralytics' CPU thread count (``cpu_count - 1``, i.e. 1 on 2 cores).
+
+    Measured here: with other work on the machine, 2 threads ran 3x *slower* than 1
+    (OpenMP threads stall waiting for each other when one is descheduled), so the default
+    keeps Ultralytics' choice; set it only on a machine dedicated to training.
+    """
+    if threads is None:
+        return
+    import ultralytics.utils.torch_utils as torch_utils
+
+    torch_utils.NUM_THREADS = threads
 
 
 def train(data_yaml: Path, run_dir: Path, recipe: TrainRecipe, resume: bool = False) -> Path:
@@ -45,10 +60,12 @@ def train(data_yaml: Path, run_dir: Path, recipe: TrainRecipe, resume: bool = Fa
 
     from training.augment import geometric_hyperparameters, photometric_transforms
 
+    _use_threads(recipe.threads)
     last = run_dir / "weights" / "last.pt"
     if resume and last.exists():
         log.info("resuming from %s", last)
-        YOLO(str(last)).train(resume=True)
+        overrides = {"time": recipe.time_hours} if recipe.time_hours else {}
+        YOLO(str(last)).train(resume=True, **overrides)
         return run_dir / "weights" / "best.pt"
     model = YOLO(recipe.model)
     if recipe.warm_start:

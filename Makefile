@@ -58,3 +58,30 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# fastdup is CC BY-NC-ND (non-commercial) and pins numpy<2, so it never enters .venv: it gets its
+# own venv, used only by the optional duplicates backend (WMSTUDIO_DUPLICATES_BACKEND=fastdup).
+FASTDUP_VENV := $(STATE)/fastdup-venv
+.PHONY: fastdup-venv bench-curation
+fastdup-venv: $(FASTDUP_VENV)/.installed
+
+$(FASTDUP_VENV)/.installed:
+	@test -x $(FASTDUP_VENV)/bin/python || $(PYTHON) -m venv $(FASTDUP_VENV)
+	$(FASTDUP_VENV)/bin/python -m pip install -q --upgrade pip
+	$(FASTDUP_VENV)/bin/python -m pip install -q fastdup
+	@touch $@
+
+bench-curation: install
+	$(BIN)/python benchmarks/bench_curation.py
+
+# Airflow pins clash with ours, so it gets its own venv (the DAG test loads the DAG with it).
+AIRFLOW_VENV := $(STATE)/airflow-venv
+AIRFLOW_PACKAGES := apache-airflow==3.3.2 apache-airflow-providers-standard==1.21.0 apache-airflow-providers-cncf-kubernetes==10.25.0
+.PHONY: airflow-venv
+airflow-venv: $(AIRFLOW_VENV)/.installed
+
+$(AIRFLOW_VENV)/.installed:
+	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install -q --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install -q $(AIRFLOW_PACKAGES)
+	@touch $@

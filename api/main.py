@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
+from api.drift import DriftMonitor
 from api.errors import ERROR_RESPONSE_SCHEMA, IMAGE_ERROR_STATUS, APIError, install_error_handlers
 from api.metrics import MetricsMiddleware, ServiceMetrics
 from api.model_holder import ModelHolder
@@ -74,6 +75,7 @@ def _detect_one(upload: UploadFile, request: Request, min_score: float | None) -
     done = time.perf_counter()
     metrics.inference_seconds.observe(done - decoded_at)
     metrics.observe_result(record["detections"])
+    request.app.state.drift.observe_record(record, detector)
     return {
         **record,
         "image": {"width": decoded.width, "height": decoded.height},
@@ -124,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.models = models
     app.state.metrics = metrics
+    app.state.drift = DriftMonitor(window=settings.drift_window).register(metrics.registry)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
 

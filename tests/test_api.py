@@ -149,6 +149,7 @@ def test_metrics_count_requests_and_images(api_server):
     assert "wmstudio_images_processed_total" in text
     assert 'wmstudio_image_errors_total{code="' in text or "wmstudio_image_errors_total" in text
     assert "wmstudio_model_info{version=" in text
+    assert "wmstudio_watermark_rate_drift" in text and "wmstudio_score_psi" in text
 
 
 def test_unknown_route_is_json_404(api_server):
@@ -171,6 +172,22 @@ def test_auth_required_when_keys_configured(secured_server):
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"
     assert post_file(url, "a.jpg", jpeg_bytes(), headers={"X-API-Key": "k-two"}).status_code == 200
     assert httpx.get(f"{secured_server.url}/healthz").status_code == 200  # probes stay open
+
+
+def test_client_sends_the_configured_key(secured_server, monkeypatch):
+    from wmstudio.client import APIClientError, WatermarkClient
+    from wmstudio.settings import get_settings
+
+    monkeypatch.setenv("WMSTUDIO_CLIENT_API_KEY", "k-one")
+    get_settings.cache_clear()
+    try:
+        with WatermarkClient(secured_server.url) as client:
+            assert client.detect(jpeg_bytes(), "a.jpg")["image"] == {"width": 640, "height": 480}
+        with WatermarkClient(secured_server.url, api_key="") as anonymous, pytest.raises(APIClientError) as info:
+            anonymous.detect(jpeg_bytes(), "a.jpg")
+        assert info.value.status == 401 and info.value.code == "unauthorized"
+    finally:
+        get_settings.cache_clear()
 
 
 def test_hot_reload_on_promotion(api_server, registry_copy: Path):

@@ -36,7 +36,9 @@ def _payload(data: FileInput, filename: str | None) -> tuple[str, bytes]:
 
 class WatermarkClient:
     def __init__(self, base_url: str | None = None, api_key: str | None = None, timeout: float = 30.0) -> None:
-        self.base_url = (base_url or get_settings().api_url).rstrip("/")
+        settings = get_settings()
+        self.base_url = (base_url or settings.api_url).rstrip("/")
+        api_key = api_key if api_key is not None else settings.client_api_key
         headers = {"X-API-Key": api_key} if api_key else {}
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 

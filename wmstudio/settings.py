@@ -55,14 +55,49 @@ class Settings(BaseSettings):
         default=2.0, description="How often the API checks the registry for a promoted version."
     )
     inference_threads: int = Field(default=2, description="ONNX Runtime intra-op threads.")
+    drift_window: int = Field(default=1000, description="Served photos in the rolling window of the drift monitor.")
+    client_api_key: str = Field(
+        default="", description="Key the dashboard and demo send as X-API-Key (one of WMSTUDIO_API_KEYS, if set)."
+    )
 
     # --- apps ----------------------------------------------------------------------------
     dashboard_port: int = Field(default=8501, description="Streamlit dashboard port.")
     demo_port: int = Field(default=7860, description="Gradio demo port.")
+    demo_source: str = Field(
+        default="auto",
+        description="Dashboard demo dataset on first start: auto (provided listings, else synthetic), synthetic, "
+        "off, or a folder to ingest.",
+    )
 
     # --- label studio --------------------------------------------------------------------
     label_studio_url: str = Field(default="http://127.0.0.1:8080", description="Label Studio base URL.")
     label_studio_token: str = Field(default="", description="Label Studio API token (legacy or personal access token).")
+    label_studio_project: str = Field(
+        default="Watermark Studio queue", description="Title of the Label Studio project the queue uses (reused)."
+    )
+    label_studio_timeout: float = Field(
+        default=15.0, description="Seconds before a Label Studio request counts as failed (slow = down)."
+    )
+    label_studio_document_root: Path | None = Field(
+        default=None,
+        description="LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT of the Label Studio server (default: datasets_dir); "
+        "queued photos must lie under it so Label Studio can serve them as local files.",
+    )
+    label_studio_webhook_url: str = Field(
+        default="", description="URL Label Studio calls on each saved annotation (empty: api_url + the route)."
+    )
+    queue_batch_size: int = Field(default=20, description="Tasks `wmstudio queue push` and the loop send per batch.")
+    queue_tta: bool = Field(default=True, description="Score the queue with test-time augmentation (3 passes).")
+    queue_pool_dataset: str = Field(default="pool", description="Store dataset holding the unlabelled photos.")
+    gate_min_f1_delta: float = Field(
+        default=0.0, description="Challenger real-test F1 minus champion's must be at least this to promote."
+    )
+    gate_max_ap_drop: float = Field(
+        default=0.01, description="Largest drop of synthetic-test AP50 (worst brand) a challenger may show."
+    )
+    gate_max_fp_rate: float = Field(
+        default=0.10, description="Highest false-positive rate on other agencies' marks a challenger may have."
+    )
 
     # --- dataset store and curation ------------------------------------------------------
     store_sync_on_ingest: bool = Field(
@@ -130,6 +165,16 @@ class Settings(BaseSettings):
     def resolved_fastdup_venv(self) -> Path:
         """Where the fastdup backend's own interpreter lives (kept out of the main venv)."""
         return self.fastdup_venv or self.state_dir / "fastdup-venv"
+
+    @property
+    def resolved_label_studio_document_root(self) -> Path:
+        """The folder Label Studio serves local files from (the datasets folder unless set)."""
+        return self.label_studio_document_root or self.datasets_dir
+
+    @property
+    def loop_dir(self) -> Path:
+        """Active-learning runs: ``history.jsonl`` plus one folder per run."""
+        return self.state_dir / "loop"
 
     @property
     def curation_dir(self) -> Path:

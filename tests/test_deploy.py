@@ -1,0 +1,644 @@
+"""Deployment artefacts, checked offline: Dockerfile (hadolint), docker-compose.yml, every kustomize
+target (kubectl kustomize | kubernetes-validate --strict, plus our schemas for the Prometheus
+Operator CRDs), the GitHub Actions workflow (actionlint) and the Airflow DAG (DagBag).
+
+Beyond "it parses", each check ties the files to the code: every ``wmstudio`` command they run must
+parse against the real CLI, every ``WMSTUDIO_*`` variable must be a settings field, and every
+alert must query a metric the API really exports.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
+import tomllib
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+import pytest
+import typer.main
+import yaml
+
+from tests.conftest import ROOT
+from wmstudio.settings import Settings
+
+VENV_BIN = Path(sys.executable).parent
+K8S = ROOT / "k8s"
+OVERLAYS = ["overlays/dev", "overlays/prod"]
+JOBS = ["jobs/train", "jobs/bulk-scan"]
+CRD_API = "monitoring.coreos.com/v1"
+SETTINGS_VARS = {f"WMSTUDIO_{name.upper()}" for name in Settings.model_fields}
+AIRFLOW_VENV = ROOT / ".wmstudio" / "airflow-venv"
+DAG_FILE = ROOT / "airflow" / "dags" / "watermark_loop.py"
+DAG_VARS = set(re.findall(r'os\.environ\.get\("(WMSTUDIO_\w+)"', DAG_FILE.read_text()))  # read by the DAG itself
+PIPELINE = ["ingest", "curate", "train", "evaluate", "promote", "score_pool", "push_label_studio"]
+
+
+def tool(name: str) -> str:
+    """A linter/validator from the dev extra; missing means a broken install, not a skip."""
+    path = VENV_BIN / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"`{name}` not found: install the dev extra (pip install -e '.[dev]')")
+    return found
+
+
+def run(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        args, cwd=ROOT, input=stdin, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+    )
+
+
+# --- the real CLI, to check every command the deployment files run ------------------------------
+
+
+@cache
+def _cli():
+    from wmstudio.cli import app
+
+    return typer.main.get_command(app)
+
+
+def check_cli(argv: list[str]) -> None:
+    """Parse ``wmstudio ...`` against the CLI (subcommands, options, types) without running it."""
+    assert argv[0] == "wmstudio", argv
+    command, args, name = _cli(), list(argv[1:]), "wmstudio"
+    while hasattr(command, "commands"):  # a group (typer may vendor click: no isinstance checks)
+        assert args, f"{argv}: missing subcommand"
+        sub = command.commands.get(args[0])
+        assert sub is not None, f"{shlex.join(argv)}: no such command {args[0]!r}"
+        command, name, args = sub, args[0], args[1:]
+    try:
+        command.make_context(name, args)
+    except Exception as exc:  # click's usage errors: unknown option, bad value, missing argument
+        pytest.fail(f"{shlex.join(argv)}: {exc}")
+
+
+def _without_substitutions(line: str) -> str:
+    """Replace each ``$(...)`` (balanced) by a placeholder word, so its pipes are not split on."""
+    out, depth, i = [], 0, 0
+    while i < len(line):
+        if line.startswith("$(", i):
+            if depth == 0:
+                out.append("SUBSTITUTION")
+            depth, i = depth + 1, i + 2
+            continue
+        if depth and line[i] == "(":
+            depth += 1
+        elif depth and line[i] == ")":
+            depth -= 1
+        elif not depth:
+            out.append(line[i])
+        i += 1
+    return "".join(out)
+
+
+def wmstudio_calls(script: str) -> list[list[str]]:
+    """``wmstudio`` invocations in a shell script (one per line, up to the first operator)."""
+    calls = []
+    for line in script.splitlines():
+        line = _without_substitutions(line.strip())
+        for part in re.split(r"\s(?:&&|\|\||;|\|)\s", line):
+            part = part.strip()
+            if part.startswith("exec "):
+                part = part[5:]
+            if part.startswith("wmstudio "):
+                calls.append(shlex.split(part))
+    return calls
+
+
+# --- Dockerfile --------------------------------------------------------------------------------
+
+
+def dockerfile_stages() -> dict[str, str]:
+    """Stage name -> its instructions (continuation lines joined)."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    stages: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        match = re.match(r"FROM\s+\S+\s+AS\s+(\S+)", line, re.IGNORECASE)
+        if match:
+            current = match.group(1)
+            stages[current] = line + "\n"
+        elif current and line.strip() and not line.lstrip().startswith("#"):
+            stages[current] += line + "\n"
+    return stages
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = tool("hadolint")
+    result = run(hadolint, "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # the linter really lints: an unpinned, root, latest-tag Dockerfile fails
+    bad = run(hadolint, "-", stdin="FROM python:latest\nRUN pip install requests\n")
+    assert bad.returncode != 0 and "DL3007" in bad.stdout and "DL3013" in bad.stdout
+
+
+def test_dockerfile_targets():
+    stages = dockerfile_stages()
+    assert {"build", "serve", "apps", "train", "airflow"} <= set(stages)
+    assert list(stages)[-1] == "serve", "serve must be the default (last) target"
+    assert "python:3.11-slim" in (ROOT / "Dockerfile").read_text()
+
+    serve = stages["serve"]
+    assert "COPY --from=build /opt/venv /opt/venv" in serve
+    assert re.search(r"^USER 10001$", serve, re.MULTILINE)
+    assert re.search(r"HEALTHCHECK .*CMD .*/healthz", serve)
+    assert 'CMD ["wmstudio", "serve", "--host", "0.0.0.0"]' in serve
+    check_cli(["wmstudio", "serve", "--host", "0.0.0.0"])
+    runtime = stages["runtime"]
+    assert "models /app/models" in runtime and "WMSTUDIO_REGISTRY_DIR=/app/models" in runtime
+
+    # serving is torch-free: the build stage installs only the core dependencies and checks it
+    build = stages["build"]
+    assert "['project']['dependencies']" in build and "optional-dependencies" not in build
+    assert '! python -c "import torch"' in build
+    core = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert not [d for d in core if re.match(r"(torch|torchvision|ultralytics)\b", d)]
+
+    train = stages["train"]
+    assert "torch==2.14.1 torchvision==0.29.1" in train
+    assert "['optional-dependencies']['train']" in train and "['optional-dependencies']['curation']" in train
+    assert re.search(r"^USER 10001$", train, re.MULTILINE)
+    # the image and `make airflow-venv` (the DAG test) run the same Airflow
+    pins = re.search(r"^AIRFLOW_PACKAGES := (.+)$", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1).split()
+    assert pins and all(f" {pin}" in stages["airflow"] for pin in pins), pins
+
+
+def test_dockerignore_keeps_state_out_and_packages_in():
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    rules = [line for line in lines if line and not line.startswith("#")]
+    assert rules[0] == "*", "allow-list: everything is excluded first"
+    allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    for pattern in packages["include"]:
+        assert pattern.rstrip("*") in allowed, f"package {pattern} is missing from the Docker build context"
+    assert {"pyproject.toml", "README.md", "models", "airflow/dags"} <= allowed
+    assert not allowed & {".wmstudio", ".venv", "tests", ".git"}
+    # every COPY source of the Dockerfile is in the build context
+    for source in re.findall(r"^COPY (?!--from)(?:--\S+ )*(\S+) ", (ROOT / "Dockerfile").read_text(), re.MULTILINE):
+        assert source.rstrip("/") in allowed or source in ("pyproject.toml", "README.md"), source
+
+
+# --- docker compose ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def env_example() -> dict[str, str]:
+    pairs = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value
+    return pairs
+
+
+def test_compose_services_healthchecks_and_dependencies(compose):
+    services = compose["services"]
+    assert {"api", "dashboard", "demo", "label-studio", "postgres", "airflow"} <= set(services)
+    for name, service in services.items():
+        test = service.get("healthcheck", {}).get("test")
+        assert test and test[0] in ("CMD", "CMD-SHELL"), f"{name} has no healthcheck"
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            assert condition == {"condition": "service_healthy"}, f"{name} -> {dependency}: {condition}"
+    assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    for app in ("dashboard", "demo"):
+        assert services[app]["depends_on"]["api"] == {"condition": "service_healthy"}
+    assert services["label-studio"]["image"].startswith("heartexlabs/label-studio:")
+
+    stages = dockerfile_stages()
+    for name, service in services.items():
+        if "build" in service:
+            assert service["build"]["target"] in stages, f"{name}: no Dockerfile target {service['build']['target']}"
+    assert services["api"]["build"]["target"] == "serve"
+    assert services["airflow"]["profiles"] == ["airflow"]
+    assert all("profiles" not in s for n, s in services.items() if n != "airflow"), "only airflow is optional"
+    for name in ("api", "dashboard", "demo", "airflow"):
+        assert services[name]["env_file"] == [{"path": ".env", "required": False}], name
+
+
+def test_compose_volumes_persist_data(compose):
+    declared = set(compose["volumes"])
+
+    def named(service: str) -> dict[str, str]:
+        mounts = {}
+        for volume in compose["services"][service].get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if not source.startswith((".", "/", "$")):
+                assert source in declared, f"{service}: volume {source} is not declared"
+                mounts[target] = source
+        return mounts
+
+    assert "/label-studio/data" in named("label-studio")
+    assert "/var/lib/postgresql/data" in named("postgres")
+    # the API serves from the registry volume the loop writes (promotion -> hot reload)
+    assert named("api")["/app/models"] == named("airflow")["/app/models"] == "models"
+
+
+def test_compose_configuration_is_documented(compose):
+    documented = env_example()
+    text = (ROOT / "docker-compose.yml").read_text()
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
+    assert used, "compose reads nothing from .env?"
+    assert used <= set(documented), f"not in .env.example: {sorted(used - set(documented))}"
+    unknown = {key for key in documented if key.startswith("WMSTUDIO_")} - SETTINGS_VARS
+    assert not unknown, f".env.example documents variables the settings do not have: {unknown}"
+    environment = {
+        k for s in compose["services"].values() for k in s.get("environment", {}) if k.startswith("WMSTUDIO_")
+    }
+    assert environment <= SETTINGS_VARS | DAG_VARS, environment - SETTINGS_VARS - DAG_VARS
+    # compose refuses to start without the required secrets instead of using a default password
+    for secret in ("POSTGRES_PASSWORD", "LABEL_STUDIO_PASSWORD", "WMSTUDIO_LABEL_STUDIO_TOKEN"):
+        assert re.search(rf"\$\{{{secret}:\?", text), secret
+
+
+def test_compose_app_commands(compose):
+    dashboard = compose["services"]["dashboard"]["command"]
+    assert dashboard[:2] == ["streamlit", "run"] and dashboard[2].endswith("site-packages/app/dashboard.py")
+    assert compose["services"]["demo"]["command"] == ["python", "-m", "app.demo"]
+
+
+# --- kubernetes ----------------------------------------------------------------------------------
+
+
+@cache
+def render(target: str) -> list[dict]:
+    result = run(tool("kubectl"), "kustomize", str(K8S / target))
+    assert result.returncode == 0, f"kubectl kustomize {target}:\n{result.stderr}"
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def validate_strict(docs: list[dict]) -> subprocess.CompletedProcess:
+    return run(tool("kubernetes-validate"), "--strict", "--quiet", "-", stdin=yaml.safe_dump_all(docs))
+
+
+def crd_schema(doc: dict) -> dict:
+    return json.loads((K8S / "schemas" / f"{doc['kind'].lower()}-monitoring-v1.json").read_text())
+
+
+def pod_specs(docs: list[dict]) -> dict[str, dict]:
+    specs = {}
+    for doc in docs:
+        spec = doc.get("spec", {})
+        if doc["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        if doc["kind"] in ("Deployment", "Job", "CronJob"):
+            specs[f"{doc['kind']}/{doc['metadata']['name']}"] = spec["template"]["spec"]
+    return specs
+
+
+def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
+
+
+EXPECTED_KINDS = {
+    "overlays/dev": {
+        "Namespace", "ServiceAccount", "ConfigMap", "Secret", "PersistentVolumeClaim", "Deployment", "Service",
+        "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress", "NetworkPolicy", "CronJob",
+    },
+    "jobs/train": {"Job"},
+    "jobs/bulk-scan": {"Job", "ConfigMap"},
+}  # fmt: skip
+EXPECTED_KINDS["overlays/prod"] = EXPECTED_KINDS["overlays/dev"] - {"Secret"} | {"ServiceMonitor", "PrometheusRule"}
+
+
+@pytest.mark.parametrize("target", OVERLAYS + JOBS)
+def test_kustomize_renders_and_validates_strictly(target):
+    docs = render(target)
+    assert {doc["kind"] for doc in docs} == EXPECTED_KINDS[target]
+    core = [doc for doc in docs if doc["apiVersion"] != CRD_API]
+    result = validate_strict(core)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    # a kind without a schema is only a WARN (exit 0): every core resource must really be checked
+    assert "WARN" not in output and "ERROR" not in output, output
+    for doc in docs:
+        if doc["apiVersion"] == CRD_API:
+            jsonschema.validate(doc, crd_schema(doc))
+
+
+def test_strict_validation_catches_mistakes():
+    """The validators are not rubber stamps: a typo'd field and a broken alert both fail."""
+    api = by_kind(render("overlays/prod"), "Deployment")["wmstudio-api"]
+    broken = json.loads(json.dumps(api))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = broken["spec"]["template"]["spec"][
+        "containers"
+    ][0].pop("readinessProbe")
+    result = validate_strict([broken])
+    assert result.returncode != 0 and "readinesProbe" in result.stdout
+    rule = json.loads(json.dumps(by_kind(render("overlays/prod"), "PrometheusRule")["wmstudio-api"]))
+    del rule["spec"]["groups"][0]["rules"][0]["for"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(rule, crd_schema(rule))
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_api_deployment_is_production_grade(target):
+    docs = render(target)
+    api = by_kind(docs, "Deployment")["wmstudio-api"]
+    spec = api["spec"]
+    assert spec["strategy"]["type"] == "RollingUpdate" and spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = spec["template"]["spec"]
+    container = next(c for c in pod["containers"] if c["name"] == "api")
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    check_cli(container["args"])
+    tmp = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
+    assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == tmp["name"])
+    models = next(v for v in pod["volumes"] if v["name"] == "models")
+    assert models["persistentVolumeClaim"]["claimName"] in by_kind(docs, "PersistentVolumeClaim")
+    seed = pod["initContainers"][0]
+    assert "registry.json" in seed["command"][-1] and seed["image"] == container["image"]
+
+    hpa = by_kind(docs, "HorizontalPodAutoscaler")["wmstudio-api"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "wmstudio-api"}
+    assert hpa["spec"]["minReplicas"] <= spec["replicas"] <= hpa["spec"]["maxReplicas"]
+    pod_labels = spec["template"]["metadata"]["labels"]
+    pdb = by_kind(docs, "PodDisruptionBudget")["wmstudio-api"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"] or hpa["spec"]["minReplicas"] == 1
+    policy = by_kind(docs, "NetworkPolicy")["wmstudio-api"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert any(rule.get("podSelector", {}).get("matchLabels", {}).items() <= pod_labels.items()
+               for rule in policy["spec"]["ingress"][0]["from"] if "podSelector" in rule)  # fmt: skip
+
+
+@pytest.mark.parametrize("target", OVERLAYS + JOBS)
+def test_every_pod_is_locked_down_and_sized(target):
+    """Restricted pod security: non-root, read-only root, no escalation; requests and limits everywhere."""
+    specs = pod_specs(render(target))
+    assert specs
+    for name, pod in specs.items():
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert pod.get("automountServiceAccountToken") is False, name
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            where = f"{name}/{container['name']}"
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, where
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["capabilities"]["drop"] == ["ALL"], where
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"]), where
+            assert {"cpu", "memory"} <= set(container["resources"]["limits"]), where
+            if "args" in container and container["args"][0] == "wmstudio":
+                check_cli(container["args"])
+
+
+@pytest.mark.parametrize("target", OVERLAYS + JOBS)
+def test_references_resolve(target):
+    """Services, Ingress, ConfigMaps, Secrets and PVCs that pods name all exist (Jobs: in the overlays)."""
+    docs = render(target)
+    available = docs + (render("overlays/prod") + render("overlays/dev") if target in JOBS else [])
+    names = {(doc["kind"], doc["metadata"]["name"]) for doc in available}
+    secrets = {"wmstudio-secrets"}  # prod creates it out of band from k8s/base/secret.example.yaml
+    for name, pod in pod_specs(docs).items():
+        for volume in pod.get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                assert ("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]) in names, name
+        for container in pod["containers"]:
+            for source in container.get("envFrom", []):
+                if "configMapRef" in source:
+                    assert ("ConfigMap", source["configMapRef"]["name"]) in names, name
+                else:
+                    assert source["secretRef"]["name"] in secrets, name
+    deployments = by_kind(docs, "Deployment")
+    for service in by_kind(docs, "Service").values():
+        selector = service["spec"]["selector"].items()
+        assert any(selector <= d["spec"]["template"]["metadata"]["labels"].items() for d in deployments.values())
+    for ingress in by_kind(docs, "Ingress").values():
+        for rule in ingress["spec"]["rules"]:
+            backend = rule["http"]["paths"][0]["backend"]["service"]
+            ports = [p["name"] for p in by_kind(docs, "Service")[backend["name"]]["spec"]["ports"]]
+            assert backend["port"]["name"] in ports
+
+
+def test_configuration_and_secrets():
+    for target in OVERLAYS:
+        config = by_kind(render(target), "ConfigMap")["wmstudio-config"]["data"]
+        settings_keys = {key for key in config if key.startswith("WMSTUDIO_")}
+        assert settings_keys <= SETTINGS_VARS, settings_keys - SETTINGS_VARS
+        assert config["WMSTUDIO_REGISTRY_DIR"] == "/models"
+    assert "Secret" not in {doc["kind"] for doc in render("overlays/prod")}, "an apply must not overwrite the secret"
+    dev_secret = by_kind(render("overlays/dev"), "Secret")["wmstudio-secrets"]
+    assert set(dev_secret["data"].values()) == {""}, "dev secrets are empty, never real"
+    template = yaml.safe_load((K8S / "base" / "secret.example.yaml").read_text())
+    assert template["kind"] == "Secret" and set(template["stringData"]) <= SETTINGS_VARS
+    assert all("REPLACE_ME" in value for value in template["stringData"].values())
+    assert validate_strict([template]).returncode == 0
+
+
+def test_loop_cronjob_and_bulk_scan_jobs():
+    loop = by_kind(render("overlays/prod"), "CronJob")["wmstudio-loop"]
+    assert loop["spec"]["concurrencyPolicy"] == "Forbid"
+    assert loop["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["wmstudio", "loop"]
+    assert by_kind(render("overlays/dev"), "CronJob")["wmstudio-loop"]["spec"]["suspend"] is True
+
+    docs = render("jobs/bulk-scan")
+    jobs, config = by_kind(docs, "Job"), next(iter(by_kind(docs, "ConfigMap").values()))["data"]
+    scan, merge = jobs["wmstudio-scan"], jobs["wmstudio-scan-merge"]
+    shards = int(config["SHARDS"])
+    assert scan["spec"]["completionMode"] == "Indexed"
+    assert scan["spec"]["completions"] == scan["spec"]["parallelism"] == shards
+    args = scan["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == [
+        "wmstudio", "scan", "/data/manifest.txt", "--shard", "$(JOB_COMPLETION_INDEX)/$(SHARDS)",
+        "--out", "/results/shard-$(JOB_COMPLETION_INDEX).jsonl",
+    ]  # fmt: skip
+    check_cli(args)
+    script = merge["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert '-ge "$SHARDS"' in script and "$$(ls" in script  # $$( is not expanded by Kubernetes
+    [merge_call] = wmstudio_calls(script)
+    assert merge_call[:2] == ["wmstudio", "scan-merge"] and "--manifest" in merge_call
+    check_cli(merge_call)
+    mounts = [m for job in jobs.values() for m in job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]]
+    assert {m.get("subPathExpr") for m in mounts if m["mountPath"] == "/results"} == {"$(SCAN_RUN)"}
+    train = by_kind(render("jobs/train"), "Job")["wmstudio-train"]["spec"]["template"]["spec"]["containers"][0]
+    check_cli(train["args"])
+    assert train["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def exported_metrics() -> set[str]:
+    """Sample names the API's /metrics can show: ServiceMetrics plus the drift monitor."""
+    from api.drift import DriftMonitor
+    from api.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics()
+    DriftMonitor().register(metrics.registry)
+    metrics.requests.labels("/v1/detect", "POST", "200").inc()
+    metrics.latency.labels("/v1/detect", "POST", "200").observe(0.1)
+    return {sample.name for family in metrics.registry.collect() for sample in family.samples}
+
+
+def test_monitoring_alerts_query_real_metrics():
+    docs = render("overlays/prod")
+    rules = by_kind(docs, "PrometheusRule")["wmstudio-api"]["spec"]["groups"][0]["rules"]
+    alerts = {rule["alert"]: rule["expr"] for rule in rules}
+    assert {"WatermarkStudioHighErrorRate", "WatermarkStudioHighLatencyP95", "WatermarkStudioWatermarkRateDrift",
+            "WatermarkStudioNoTraffic"} <= set(alerts)  # fmt: skip
+    assert "wmstudio_watermark_rate_drift" in alerts["WatermarkStudioWatermarkRateDrift"]
+    assert "histogram_quantile(0.95" in alerts["WatermarkStudioHighLatencyP95"]
+    exported = exported_metrics()
+    for name, expr in alerts.items():
+        for metric in set(re.findall(r"\bwmstudio_[a-z_]+", expr)):
+            assert metric in exported, f"{name} queries {metric}, which the API does not export"
+    monitor = by_kind(docs, "ServiceMonitor")["wmstudio-api"]
+    service = by_kind(docs, "Service")["wmstudio-api"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] in [p["name"] for p in service["spec"]["ports"]]
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert "ServiceMonitor" not in {doc["kind"] for doc in render("overlays/dev")}
+
+
+# --- CI workflow --------------------------------------------------------------------------------
+
+
+def test_workflow_passes_actionlint(tmp_path):
+    actionlint = tool("actionlint")
+    env = {"PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # shellcheck checks the run: scripts
+    result = run(actionlint, ".github/workflows/ci.yml", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.nope }}\n"
+    )
+    assert run(actionlint, str(bad), env=env).returncode != 0
+
+
+def test_workflow_tests_builds_and_deploys():
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    jobs = workflow["jobs"]
+    assert any(step.get("run") == "make test PYTHON=python" for step in jobs["test"]["steps"])
+    assert jobs["images"]["needs"] == "test" and "refs/heads/main" in jobs["images"]["if"]
+    build = next(s for s in jobs["images"]["steps"] if s.get("uses", "").startswith("docker/build-push-action"))
+    assert build["with"]["push"] is True
+    targets = {entry["target"] for entry in jobs["images"]["strategy"]["matrix"]["include"]}
+    assert targets <= set(dockerfile_stages()) and "serve" in targets
+    assert jobs["images"]["permissions"]["packages"] == "write"
+    assert jobs["deploy"]["needs"] == "images" and "refs/tags/v" in jobs["deploy"]["if"]
+    deploy = " ".join(step.get("run", "") for step in jobs["deploy"]["steps"])
+    assert "kubectl apply -k k8s/overlays/prod" in deploy
+
+
+# --- Airflow DAG ----------------------------------------------------------------------------------
+
+
+def dag_stages() -> dict[str, str]:
+    """The DAG's stage table, read without Airflow (the constants block of the DAG file)."""
+    source = DAG_FILE.read_text()
+    constants = source[source.index("MODE = ") : source.index("DEFAULT_ARGS = ")]
+    namespace: dict = {"os": os}
+    exec(compile(constants, str(DAG_FILE), "exec"), namespace)
+    return namespace["STAGES"]
+
+
+def test_dag_stages_are_the_pipeline_of_wmstudio_commands():
+    """Without Airflow: the stage table is the pipeline, each stage is valid bash running real commands."""
+    stages = dag_stages()
+    assert list(stages) == PIPELINE
+    for task_id, template in stages.items():
+        # the only template variables are plain names, rendered like Airflow would
+        command = re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: {"ts_nodash": "20260101T020000"}[m.group(1)], template)
+        syntax = run("bash", "-n", "-c", command)
+        assert syntax.returncode == 0, f"{task_id}: {syntax.stderr}"
+        calls = wmstudio_calls(command)
+        assert calls, f"{task_id} runs no wmstudio command"
+        for call in calls:
+            check_cli(call)
+    assert wmstudio_calls(stages["train"])[0][:2] == ["wmstudio", "train"]
+    assert "gate(" in stages["promote"] and "registry.promote(" in stages["promote"]
+
+
+DAG_PROBE = textwrap.dedent(
+    """
+    import json, os
+    from airflow.dag_processing.dagbag import DagBag
+    bag = DagBag(dag_folder=os.environ["DAG_FOLDER"])
+    dag = bag.dags.get("watermark_loop")
+    tasks = {}
+    for task in (dag.tasks if dag else []):
+        command = task.bash_command if hasattr(task, "bash_command") else task.arguments[0]
+        context = {"ts_nodash": "20260101T020000", "run_id": "manual__1"}
+        tasks[task.task_id] = {
+            "operator": type(task).__name__,
+            "downstream": sorted(task.downstream_task_ids),
+            "command": task.render_template(command, context),
+            "image": getattr(task, "image", None),
+        }
+    errors = {str(k): str(v) for k, v in bag.import_errors.items()}
+    print(json.dumps({"errors": errors, "tasks": tasks, "max_active_runs": dag.max_active_runs if dag else None}))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def airflow_python() -> Path:
+    """Airflow lives in its own venv (its pins clash with ours): `make airflow-venv` builds it."""
+    python = AIRFLOW_VENV / "bin" / "python"
+    if not (AIRFLOW_VENV / ".installed").exists():
+        result = subprocess.run(["make", "-s", "airflow-venv"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+        if result.returncode != 0:
+            pytest.skip(f"Airflow could not be installed into {AIRFLOW_VENV} (offline?): {result.stderr[-500:]}")
+    return python
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("mode", ["local", "k8s"])
+def test_dag_loads_in_airflow(airflow_python, mode, tmp_path):
+    env = {
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "DAG_FOLDER": str(DAG_FILE.parent),
+        "WMSTUDIO_AIRFLOW_MODE": mode,
+        "WMSTUDIO_TRAIN_IMAGE": "registry.example/wmstudio-train:test",
+    }
+    result = run(str(airflow_python), "-c", DAG_PROBE, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["errors"] == {}
+    tasks = report["tasks"]
+    assert list(tasks) == PIPELINE
+    for upstream, downstream in itertools.pairwise(PIPELINE):
+        assert tasks[upstream]["downstream"] == [downstream]
+    assert tasks[PIPELINE[-1]]["downstream"] == []
+    assert report["max_active_runs"] == 1
+    operator = "KubernetesPodOperator" if mode == "k8s" else "BashOperator"
+    assert {task["operator"] for task in tasks.values()} == {operator}
+    if mode == "k8s":
+        assert {task["image"] for task in tasks.values()} == {"registry.example/wmstudio-train:test"}
+    for task_id, task in tasks.items():
+        command = task["command"]
+        assert "{{" not in command, f"{task_id}: unrendered template"
+        syntax = run("bash", "-n", "-c", command)
+        assert syntax.returncode == 0, f"{task_id}: {syntax.stderr}"
+        calls = wmstudio_calls(command)
+        assert calls, f"{task_id} runs no wmstudio command"
+        for call in calls:
+            check_cli(call)
+    assert "airflow-20260101T020000" in tasks["train"]["command"]
+
+
+def test_dag_promote_gate_runs_against_a_registry(tmp_path, bundled_registry):
+    """The promote task's gate script runs with the project's code: nothing new -> nothing promoted."""
+    registry = tmp_path / "models"
+    shutil.copytree(bundled_registry, registry)
+    script = re.search(r'PROMOTE_IF_BETTER = """(.*?)"""', DAG_FILE.read_text(), re.DOTALL).group(1)
+    python_part = script.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+    env = {"WMSTUDIO_REGISTRY_DIR": str(registry), "WMSTUDIO_STATE_DIR": str(tmp_path / "state")}
+    result = run(sys.executable, "-c", python_part, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "already the champion: nothing to promote" in result.stdout

@@ -44,7 +44,7 @@ system-deps:
 run: install
 	$(BIN)/python -m wmstudio.launch
 
-test: install system-deps
+test: install system-deps label-studio-venv
 	$(BIN)/python -m pytest
 
 lint: install
@@ -85,3 +85,12 @@ $(AIRFLOW_VENV)/.installed:
 	$(AIRFLOW_VENV)/bin/python -m pip install -q --upgrade pip
 	$(AIRFLOW_VENV)/bin/python -m pip install -q $(AIRFLOW_PACKAGES)
 	@touch $@
+
+# Label Studio server in its own venv (its Django pins clash with ours); `make run` starts it
+# when this venv exists, and its tests need it.
+.PHONY: label-studio-venv label-studio
+label-studio-venv:
+	PYTHON=$(PYTHON) scripts/label_studio_venv.sh
+
+label-studio: install label-studio-venv
+	$(BIN)/python -m curation.ls_server

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
+from api import webhooks
 from api.drift import DriftMonitor
 from api.errors import ERROR_RESPONSE_SCHEMA, IMAGE_ERROR_STATUS, APIError, install_error_handlers
 from api.metrics import MetricsMiddleware, ServiceMetrics
@@ -245,4 +246,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Prometheus metrics: requests, latency, detections per brand, scores, images processed."""
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
+    app.include_router(webhooks.router)
     return app

@@ -95,3 +95,12 @@ def test_missing_file_is_a_coded_error(tmp_path):
     with pytest.raises(ImageError) as info:
         decode_image(tmp_path / "nope.jpg")
     assert info.value.code == "unreadable_file"
+
+
+def test_non_images_are_refused_even_after_ultralytics_patched_pillow():
+    pytest.importorskip("ultralytics")
+    import ultralytics.utils.patches  # noqa: F401 - replaces PIL.Image.open on import
+
+    with pytest.raises(ImageError) as info:
+        decode_image(b"plain text, not a photo")
+    assert info.value.code == "not_an_image"

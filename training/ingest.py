@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -299,4 +300,15 @@ def ingest(
             report.already_present += 1
     manifest.reports.append(asdict(report))
     manifest.save(dataset_dir)
+    _mirror_to_store(manifest, dataset_dir)
     return manifest, report
+
+
+def _mirror_to_store(manifest: Manifest, dataset_dir: Path) -> None:
+    """Mirror the dataset into the store (``store_sync_on_ingest``); a store failure never loses the ingest."""
+    try:
+        from wmstudio.store.sync import sync_after_ingest
+
+        sync_after_ingest(manifest, dataset_dir)
+    except Exception:
+        logging.getLogger(__name__).exception("could not mirror %s into the store", dataset_dir)

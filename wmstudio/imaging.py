@@ -9,6 +9,7 @@ says what was wrong, never a crash.
 from __future__ import annotations
 
 import io
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,21 @@ class DecodedImage:
     def scale(self) -> tuple[float, float]:
         """Factors that map ``image`` pixels to original pixels."""
         return self.width / self.image.width, self.height / self.image.height
+
+
+def _pillow_open(buffer: io.BytesIO) -> Image.Image:
+    """Pillow's own ``Image.open``, even when Ultralytics has monkey-patched it.
+
+    Importing ultralytics replaces ``PIL.Image.open`` with a wrapper that, on an unidentifiable
+    file, tries to pip-install ``pi-heif`` and then raises ``ModuleNotFoundError`` instead of
+    ``UnidentifiedImageError``: in a training or curation process a text file renamed .jpg
+    would crash instead of being reported. The wrapper keeps the original as ``_image_open``.
+    """
+    opener = Image.open
+    module = sys.modules.get(getattr(opener, "__module__", "") or "")
+    if module is not None and module.__name__.startswith("ultralytics"):
+        opener = getattr(module, "_image_open", opener)
+    return opener(buffer)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -93,7 +109,7 @@ def decode_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = _pillow_open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError("too_many_pixels", f"image exceeds the pixel limit: {exc}") from exc
     except UnidentifiedImageError as exc:

@@ -30,6 +30,13 @@ def _wait_ready(url: str, timeout: float = 60) -> bool:
     return False
 
 
+def label_studio_available() -> bool:
+    """Label Studio is started too once its own venv exists (``make label-studio-venv``)."""
+    from curation.ls_server import executable
+
+    return executable() is not None
+
+
 def commands() -> dict[str, list[str]]:
     settings = get_settings()
     python = sys.executable
@@ -50,7 +57,10 @@ def commands() -> dict[str, list[str]]:
         "false",
     ]
     demo = [python, "-m", "app.demo"]
-    launched = {"api": api}
+    launched: dict[str, list[str]] = {}
+    if label_studio_available():
+        launched["label-studio"] = [python, "-m", "curation.ls_server"]
+    launched["api"] = api
     if (PROJECT_ROOT / "app" / "dashboard.py").exists():
         launched["dashboard"] = dashboard
     if (PROJECT_ROOT / "app" / "demo.py").exists():
@@ -62,6 +72,10 @@ def main() -> int:
     settings = get_settings()
     apply_offline_env(settings.state_dir)
     env = {**os.environ, "WMSTUDIO_API_URL": f"http://{settings.api_host}:{settings.api_port}"}
+    if label_studio_available():
+        from curation.ls_server import ensure_token
+
+        env["WMSTUDIO_LABEL_STUDIO_TOKEN"] = ensure_token(settings)
     processes: dict[str, subprocess.Popen] = {}
     try:
         for name, command in commands().items():
@@ -69,14 +83,16 @@ def main() -> int:
             if name == "api" and not _wait_ready(f"{env['WMSTUDIO_API_URL']}/readyz"):
                 print("the API did not become ready; see its log above", file=sys.stderr)
                 return 1
-        print(
-            f"\nWatermark Studio is running:\n"
-            f"  API        {env['WMSTUDIO_API_URL']}/docs\n"
-            f"  dashboard  http://{settings.api_host}:{settings.dashboard_port}\n"
-            f"  demo       http://{settings.api_host}:{settings.demo_port}\n"
-            f"Press Ctrl-C to stop.\n",
-            flush=True,
-        )
+        lines = [
+            "",
+            "Watermark Studio is running:",
+            f"  API        {env['WMSTUDIO_API_URL']}/docs",
+            f"  dashboard  http://{settings.api_host}:{settings.dashboard_port}",
+            f"  demo       http://{settings.api_host}:{settings.demo_port}",
+        ]
+        if "label-studio" in processes:
+            lines.append(f"  labelling  {settings.label_studio_url} (its first start migrates for a few minutes)")
+        print("\n".join([*lines, "Press Ctrl-C to stop.", ""]), flush=True)
         while all(p.poll() is None for p in processes.values()):
             time.sleep(1)
         return 1

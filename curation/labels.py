@@ -1,0 +1,113 @@
+"""Image-level label issues: Cleanlab on out-of-sample predicted probabilities.
+
+A small classifier (standardised features → logistic regression) predicts each image's label
+("none", "rumah123", "99co") from the detector's per-brand scores plus the compact image
+descriptors; ``cross_val_predict`` gives every image a probability from a model that never saw
+its label. Cleanlab's ``get_label_quality_scores`` turns that into a quality per image (the
+out-of-sample probability of the given label) and images below ``label_issue_threshold`` are
+flagged, worst first. Cleanlab's own ``find_label_issues`` verdict is kept in the details: with a
+weak or few-shot model its confident-joint cut-off misses many issues, hence the explicit
+threshold.
+
+Caveat: the detector itself may have been trained on some of these labels (the real set's train
+split); its scores are then in-sample, which makes it agree with wrong labels it memorised.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from cleanlab.filter import find_label_issues
+from cleanlab.rank import get_label_quality_scores
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from curation.findings import Finding
+from curation.predictions import ImagePrediction
+from wmstudio.brands import BRANDS
+
+log = logging.getLogger(__name__)
+
+NONE = "none"
+CONFIDENT = 0.25  # candidate score counted as "a box" in the count features
+
+
+def detector_features(prediction: ImagePrediction | None, brands: tuple[str, ...] = BRANDS) -> np.ndarray:
+    """Per brand: best score, its log-odds, and how many candidates pass a low bar."""
+    values: list[float] = []
+    for brand in brands:
+        score = prediction.score(brand) if prediction else 0.0
+        clipped = min(max(score, 1e-3), 1 - 1e-3)
+        count = sum(1 for b, s, _ in prediction.boxes if b == brand and s >= CONFIDENT) if prediction else 0
+        values += [score, float(np.log(clipped / (1 - clipped))), float(min(count, 3))]
+    return np.asarray(values, dtype=np.float32)
+
+
+def out_of_sample_probabilities(features: np.ndarray, labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return cross_val_predict(model, features, labels, cv=splitter, method="predict_proba")
+
+
+def image_label_issues(
+    keys: list[str],
+    given: list[str | None],
+    features: np.ndarray,
+    threshold: float = 0.5,
+    folds: int = 5,
+    detector_scores: list[dict[str, float]] | None = None,
+) -> tuple[list[Finding], dict]:
+    """Flag images whose given label has an out-of-sample quality below ``threshold``.
+
+    Also returns diagnostics, above all the out-of-sample balanced accuracy: when the classifier
+    cannot predict the labels (no useful model), its disagreements are noise, not label issues.
+    """
+    names = [label or NONE for label in given]
+    counts = {name: names.count(name) for name in sorted(set(names))}
+    usable = [name for name, count in counts.items() if count >= 2]
+    if len(usable) < 2:
+        log.warning("label issues need two labels with at least two images each; got %s", counts)
+        return [], {"skipped": f"need two labels with two images each, got {counts}"}
+    if len(usable) < len(counts):
+        log.warning("skipping labels with fewer than two images: %s", [n for n in counts if n not in usable])
+    rows = [i for i, name in enumerate(names) if name in usable]
+    classes = sorted(usable, key=lambda n: (n != NONE, n))  # "none" first, then brands
+    y = np.array([classes.index(names[i]) for i in rows])
+    folds = max(2, min(folds, min(counts[name] for name in usable)))
+    probabilities = out_of_sample_probabilities(features[rows], y, folds)
+    quality = get_label_quality_scores(y, probabilities)
+    cleanlab_verdict = find_label_issues(y, probabilities, filter_by="prune_by_noise_rate")
+    info = {
+        "classes": classes,
+        "folds": folds,
+        "balanced_accuracy": round(float(balanced_accuracy_score(y, probabilities.argmax(axis=1))), 3),
+        "cleanlab_find_label_issues": int(cleanlab_verdict.sum()),
+    }
+    findings = []
+    for position, index in enumerate(rows):
+        if quality[position] >= threshold:
+            continue
+        best = int(np.argmax(probabilities[position]))
+        given_name, best_name = classes[y[position]], classes[best]
+        reason = (
+            f"labelled {given_name}, but an out-of-sample model says {best_name} "
+            f"({probabilities[position, best]:.0%}; {given_name} {quality[position]:.0%})"
+        )
+        if detector_scores is not None:
+            shown = ", ".join(f"{b} {s:.2f}" for b, s in sorted(detector_scores[index].items()))
+            reason += f"; detector max score {shown or 'none'}"
+        details = {
+            "given": given_name,
+            "suggested": best_name,
+            "quality": round(float(quality[position]), 4),
+            "probabilities": {c: round(float(p), 4) for c, p in zip(classes, probabilities[position], strict=True)},
+            "cleanlab_find_label_issues": bool(cleanlab_verdict[position]),
+        }
+        findings.append(
+            Finding(keys[index], "label_issue", 1.0 - float(quality[position]), reason, None, "cleanlab", details)
+        )
+    return sorted(findings, key=lambda f: -f.score), info

@@ -1,0 +1,151 @@
+"""The uncertainty score's parts behave as documented, and diversity demotes near copies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import photo
+from PIL import Image
+
+from curation.uncertainty import (
+    REDUNDANCY_PENALTY,
+    WEIGHTS,
+    augmented_views,
+    brand_margin,
+    combine,
+    dhash,
+    hamming,
+    near_threshold,
+    rank_diverse,
+    tta_disagreement,
+)
+from wmstudio.runtime import Detection, Prediction
+
+BRANDS = ["rumah123", "99co"]
+
+
+def prediction(**scores: float) -> Prediction:
+    return Prediction(640, 480, tuple(Detection(b, s, (10, 10, 50, 30)) for b, s in scores.items()))
+
+
+def test_near_threshold_peaks_at_the_threshold() -> None:
+    assert near_threshold(0.4, 0.4) == pytest.approx(1.0)
+    assert near_threshold(1.0, 0.4) == pytest.approx(0.0)
+    assert near_threshold(0.0, 0.4) == pytest.approx(1 / 3)  # span is max(t, 1 - t) = 0.6
+    assert near_threshold(0.45, 0.4) > near_threshold(0.8, 0.4)
+
+
+def test_brand_margin_counts_only_real_confusion() -> None:
+    assert brand_margin(np.array([0.6, 0.55]), 0.4) == pytest.approx(0.55 / 0.6)
+    assert brand_margin(np.array([0.9, 0.0]), 0.4) == 0.0
+    faint = brand_margin(np.array([0.04, 0.04]), 0.4)  # two faint candidates: barely counts
+    assert faint == pytest.approx(0.1)
+
+
+def test_tta_disagreement_sees_spread_and_decision_flips() -> None:
+    stable = [np.array([0.8, 0.0]), np.array([0.8, 0.0])]
+    assert tta_disagreement(stable, 0.5) == 0.0
+    flipping = [np.array([0.55, 0.0]), np.array([0.45, 0.0])]
+    assert tta_disagreement(flipping, 0.5) == pytest.approx(0.1 + 0.5)
+    assert tta_disagreement([np.array([0.5, 0.5])], 0.5) == 0.0
+
+
+def test_combined_score_ranks_ambiguous_above_confident() -> None:
+    confident = combine(prediction(rumah123=0.97), [prediction(rumah123=0.96)] * 2, BRANDS, 0.4)
+    clean = combine(prediction(), [prediction()] * 2, BRANDS, 0.4)
+    unsure = combine(prediction(rumah123=0.42, **{"99co": 0.35}), [prediction(rumah123=0.2)] * 2, BRANDS, 0.4)
+    assert unsure.score > clean.score > confident.score
+    assert unsure.top_brand == "rumah123" and clean.top_brand is None
+    assert set(unsure.components) == set(WEIGHTS)
+    assert "uncertainty" in unsure.reason()
+
+
+def test_augmented_views_keep_size_roughly() -> None:
+    image = photo(320, 240)
+    shifted, scaled = augmented_views(image)
+    assert shifted.size == (320, 240)
+    assert scaled.size == (272, 204)
+
+
+def test_dhash_is_stable_under_reencoding_and_differs_between_photos() -> None:
+    a, b = photo(320, 240, seed=1), photo(320, 240, seed=1).resize((300, 225))
+    other = photo(320, 240, seed=2).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    assert hamming(dhash(a), dhash(b)) <= 6
+    assert hamming(dhash(a), dhash(other)) > 10
+
+
+def test_rank_diverse_demotes_near_copies_and_known_photos() -> None:
+    score = combine(prediction(rumah123=0.4), [], BRANDS, 0.4)
+    lower = combine(prediction(rumah123=0.7), [], BRANDS, 0.4)
+    ranked = rank_diverse(
+        [("a", score, 0b1111), ("a-copy", score, 0b1110), ("b", lower, 0xFFFF0000), ("c", lower, 0x0F0F0F0F0F)],
+        max_distance=2,
+        known_hashes=[("labelled", 0x0F0F0F0F0F)],
+    )
+    order = [r.key for r in ranked]
+    assert order[0] == "a" and order[1] == "b"
+    copy = next(r for r in ranked if r.key == "a-copy")
+    assert copy.duplicate_of == "a" and copy.score == pytest.approx(score.score * REDUNDANCY_PENALTY)
+    assert next(r for r in ranked if r.key == "c").duplicate_of == "labelled"
+    assert "near copy" in copy.reason()
+
+
+# --- the queue in the store, scored by the bundled model -----------------------------------------
+
+
+@pytest.fixture
+def store_url(tmp_path, monkeypatch) -> str:
+    from wmstudio.settings import get_settings
+    from wmstudio.store.session import dispose_engines
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("WMSTUDIO_DATABASE_URL", url)
+    monkeypatch.setenv("WMSTUDIO_STATE_DIR", str(tmp_path / "state"))
+    get_settings.cache_clear()
+    dispose_engines()
+    yield url
+    get_settings.cache_clear()
+    dispose_engines()
+
+
+def test_build_queue_scores_ranks_and_upserts(store_url: str, tmp_path, bundled_registry) -> None:
+    from conftest import encode
+    from sqlalchemy import func, select
+
+    from curation.queue import add_pool_folder, build_queue, pending_items
+    from wmstudio.registry import Registry
+    from wmstudio.runtime import Detector
+    from wmstudio.store.models import Prediction as PredictionRow
+    from wmstudio.store.models import QueueItem
+    from wmstudio.store.session import transaction
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    for seed in range(4):
+        image = photo(480, 360, seed=seed)
+        if seed % 2:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        (incoming / f"p{seed}.jpg").write_bytes(encode(image, "JPEG"))
+    (incoming / "copy.png").write_bytes(encode(photo(480, 360, seed=0).resize((400, 300)), "PNG"))
+    (incoming / "broken.jpg").write_bytes(b"not an image")
+    detector = Detector.from_version_dir(Registry(bundled_registry).champion_path())
+    with transaction(store_url) as session:
+        assert add_pool_folder(session, incoming, tmp_path / "pool") == 5
+        assert add_pool_folder(session, incoming, tmp_path / "pool") == 0  # idempotent
+    with transaction(store_url) as session:
+        report = build_queue(session, detector, ["pool"], tta=True)
+    assert report.scored == 5 and report.queued == 5
+    assert report.demoted_copies >= 1  # seed-0 photo and its resized copy: one of them is demoted
+    with transaction(store_url) as session:
+        items = pending_items(session, 10)
+        assert len(items) == 5 and [i.score for i in items] == sorted((i.score for i in items), reverse=True)
+        assert all(i.model_version == detector.version and "uncertainty" in i.reason for i in items)
+        rows = session.scalar(select(func.count()).select_from(PredictionRow).where(PredictionRow.x0.is_(None)))
+        assert rows == 5 * len(detector.classes)  # one image-level row per brand per photo
+        items[0].status, items[0].label_studio_task_id = "sent", 1
+    with transaction(store_url) as session:
+        again = build_queue(session, detector, ["pool"], tta=False)
+        assert again.scored == 4  # the sent photo is not re-scored
+        assert session.scalar(select(func.count()).select_from(QueueItem)) == 5  # upserted, no duplicates
+        rows = session.scalar(select(func.count()).select_from(PredictionRow).where(PredictionRow.x0.is_(None)))
+        assert rows == 5 * len(detector.classes)  # re-scoring replaced this version's rows

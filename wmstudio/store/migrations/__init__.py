@@ -1,0 +1,1 @@
+"""Alembic migration scripts of the dataset store (a package so that it is installed with it)."""

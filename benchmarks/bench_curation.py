@@ -44,6 +44,7 @@ from curation.run import run_duplicates, run_labels
 from training.build import house_split, template_from_manifest
 from training.ingest import IMAGE_SUFFIXES, ingest
 from training.manifest import Box, Item, Manifest, sha256_bytes
+from training.splits import assign_splits
 from training.synth.compose import SyntheticGenerator
 from training.synth.procedural import write_scenes
 from wmstudio.brands import BRANDS
@@ -278,101 +279,159 @@ def _pr(found: set[str], truth: set[str]) -> tuple[float, float]:
     return (tp / len(found) if found else 1.0), (tp / len(truth) if truth else 1.0)
 
 
-def evaluate(duplicates: list, labels: list, truth: Truth, genuine: set[str] | None = None) -> list[dict]:
-    """Rows of (problem, planted, flagged, true positives, precision, recall).
+def _row(name: str, planted: int, found: int, flagged: int | None = None, correct: int | None = None) -> dict:
+    """Counts, so that rows of several seeds add up; precision = correct / flagged, recall = found / planted."""
+    return {"problem": name, "planted": planted, "found": found, "flagged": flagged, "correct": correct}
+
+
+def _set_row(name: str, truth: set[str], flags: set[str], with_precision: bool = True) -> dict:
+    hits = len(flags & truth)
+    return _row(name, len(truth), hits, len(flags) if with_precision else None, hits if with_precision else None)
+
+
+def evaluate(
+    duplicates: list, labels: list, truth: Truth, genuine: set[str] | None = None, unseen: set[str] | None = None
+) -> list[dict]:
+    """Count rows per problem type.
 
     ``genuine``: flagged images verified to be real (unplanted) duplicates; they count as correct.
+    ``unseen``: images the detector was not trained on (the project's real test split).
     """
     genuine = genuine or set()
-    rows = []
     groups: dict[str, set[str]] = {}
     for finding in duplicates:
         if finding.group:
-            groups.setdefault(finding.group, set()).add(finding.key)
-            groups[finding.group].add(finding.details.get("keeper", ""))
+            groups.setdefault(finding.group, set()).update({finding.key, finding.details.get("keeper", "")})
 
-    def pair_found(pair: tuple[str, str], kind: str) -> bool:
-        return any(
-            f.kind == kind and f.key in pair and set(pair) <= groups.get(f.group or "", set()) for f in duplicates
-        )
-
-    def dup_row(name: str, kind: str, pairs: list[tuple[str, str]], all_pairs: list[tuple[str, str]]) -> dict:
+    def dup_row(name: str, kind: str, pairs: list[tuple[str, str]], all_pairs: list, precision: bool = True) -> dict:
         flagged = [f for f in duplicates if f.kind == kind]
-        members = {k for pair in all_pairs for k in pair}
         partner = {a: b for a, b in all_pairs} | {b: a for a, b in all_pairs}
-        tp_flags = [
-            f
-            for f in flagged
-            if (f.key in members and partner[f.key] in groups.get(f.group or "", set())) or f.key in genuine
-        ]
-        found = sum(pair_found(p, kind) for p in pairs)
-        return {
-            "problem": name,
-            "planted": len(pairs),
-            "flagged": len(flagged),
-            "true_positives": found,
-            "precision": len(tp_flags) / len(flagged) if flagged else 1.0,
-            "recall": found / len(pairs) if pairs else 1.0,
-        }
+        correct = [f for f in flagged if partner.get(f.key) in groups.get(f.group or "", set()) or f.key in genuine]
+        found = sum(
+            any(f.kind == kind and f.key in pair and set(pair) <= groups.get(f.group or "", set()) for f in duplicates)
+            for pair in pairs
+        )
+        return _row(name, len(pairs), found, len(flagged) if precision else None, len(correct) if precision else None)
 
-    near_pairs = truth.resized + truth.recompressed
-    rows.append(dup_row("exact duplicates", "exact_duplicate", truth.exact, truth.exact))
-    rows.append(dup_row("near duplicates (resized + re-compressed)", "near_duplicate", near_pairs, near_pairs))
-    rows.append(dup_row("  resized copies", "near_duplicate", truth.resized, near_pairs) | {"precision": None})
-    rows.append(
-        dup_row("  re-compressed copies", "near_duplicate", truth.recompressed, near_pairs) | {"precision": None}
-    )
-    outliers = {f.key for f in duplicates if f.kind == "outlier"}
-    p, r = _pr(outliers, truth.outliers)
-    rows.append(_row("outliers", truth.outliers, outliers, p, r))
-
+    near = truth.resized + truth.recompressed
+    rows = [
+        dup_row("exact duplicates", "exact_duplicate", truth.exact, truth.exact),
+        dup_row("near duplicates (resized + re-compressed)", "near_duplicate", near, near),
+        dup_row("  resized copies", "near_duplicate", truth.resized, near, precision=False),
+        dup_row("  re-compressed copies", "near_duplicate", truth.recompressed, near, precision=False),
+        _set_row("outliers", truth.outliers, {f.key for f in duplicates if f.kind == "outlier"}),
+    ]
     label_flags = {f.key for f in labels if f.kind == "label_issue"}
-    wrong_label = truth.flipped | truth.wrong_brand
-    p, r = _pr(label_flags, wrong_label)
-    rows.append(_row("wrong image labels (flipped + wrong brand)", wrong_label, label_flags, p, r))
-    for name, keys in (("  flipped labels", truth.flipped), ("  wrong brand (image label)", truth.wrong_brand)):
-        rows.append(_row(name, keys, label_flags & keys, None, _pr(label_flags, keys)[1]))
+    rows.append(_set_row("wrong image labels (flipped + wrong brand)", truth.flipped | truth.wrong_brand, label_flags))
+    rows.append(_set_row("  flipped labels", truth.flipped, label_flags & truth.flipped, with_precision=False))
+    if unseen is not None:
+        rows.append(_set_row("  flipped, image unseen by the detector", truth.flipped & unseen, label_flags, False))
+    rows.append(_set_row("  wrong brand (image label)", truth.wrong_brand, label_flags, with_precision=False))
     box_flags = {f.key for f in labels if f.kind == "box_issue"}
     wrong_boxes = truth.missing | truth.shifted | truth.wrong_brand | truth.lost_boxes
-    p, r = _pr(box_flags, wrong_boxes)
-    rows.append(_row("box issues (all planted)", wrong_boxes, box_flags, p, r))
+    rows.append(_set_row("box issues (all planted)", wrong_boxes, box_flags))
     for name, keys in (
         ("  missing boxes", truth.missing),
         ("  shifted boxes", truth.shifted),
         ("  wrong-brand boxes", truth.wrong_brand),
         ("  flipped positives (boxes gone)", truth.lost_boxes),
     ):
-        rows.append(_row(name, keys, box_flags & keys, None, _pr(box_flags, keys)[1]))
+        rows.append(_set_row(name, keys, box_flags, with_precision=False))
     return rows
 
 
-def _row(name: str, truth: set[str], found: set[str], precision: float | None, recall: float) -> dict:
-    return {
-        "problem": name,
-        "planted": len(truth),
-        "flagged": len(found),
-        "true_positives": len(found & truth),
-        "precision": precision,
-        "recall": recall,
-    }
+def add_rows(total: list[dict] | None, rows: list[dict]) -> list[dict]:
+    if total is None:
+        return [dict(row) for row in rows]
+    for mine, theirs in zip(total, rows, strict=True):
+        for key in ("planted", "found", "flagged", "correct"):
+            if mine[key] is not None:
+                mine[key] += theirs[key]
+    return total
+
+
+def with_rates(rows: list[dict]) -> list[dict]:
+    out = []
+    for row in rows:
+        precision = None
+        if row["flagged"] is not None:
+            precision = row["correct"] / row["flagged"] if row["flagged"] else 1.0
+        recall = row["found"] / row["planted"] if row["planted"] else None
+        out.append({**row, "precision": precision, "recall": recall})
+    return out
 
 
 def print_table(title: str, rows: list[dict]) -> None:
     print(f"\n{title}")
-    print(f"{'problem':<46} {'planted':>7} {'flagged':>7} {'TP':>4} {'precision':>9} {'recall':>6}")
+    print(f"{'problem':<46} {'planted':>7} {'found':>5} {'flagged':>7} {'precision':>9} {'recall':>6}")
     for row in rows:
+        flagged = "" if row["flagged"] is None else str(row["flagged"])
         precision = "" if row["precision"] is None else f"{row['precision']:.2f}"
-        print(
-            f"{row['problem']:<46} {row['planted']:>7} {row['flagged']:>7} {row['true_positives']:>4} "
-            f"{precision:>9} {row['recall']:>6.2f}"
-        )
+        recall = "-" if row["recall"] is None else f"{row['recall']:.2f}"
+        print(f"{row['problem']:<46} {row['planted']:>7} {row['found']:>5} {flagged:>7} {precision:>9} {recall:>6}")
+
+
+def apply_project_splits(manifest: Manifest, folder: Path) -> set[str]:
+    """Give the real images the project's splits (``training.pipeline.prepare_real``, seed 0).
+
+    The detector was trained on the real train split and tuned on val, so only the test images
+    are unseen by it: label checks on them are the honest case. Returns their keys.
+    """
+    real = Manifest(name="listings", items={k: i for k, i in manifest.items.items() if i.source == "import"})
+    if not real.items:
+        return set()
+    assign_splits(real, folder, seed=0)
+    return {k for k, i in real.items.items() if i.split == "test"}
+
+
+def run_once(args: argparse.Namespace, seed: int, work: Path, backends: list[str]) -> dict:
+    settings = get_settings()
+    folder = work / f"bench-s{seed}"
+    shutil.rmtree(folder, ignore_errors=True)
+    url = f"sqlite:///{work / f'bench-s{seed}.db'}"
+    (work / f"bench-s{seed}.db").unlink(missing_ok=True)
+    manifest = build_base(folder, args.synthetic, seed, args.unseen_fonts)
+    unseen = apply_project_splits(manifest, folder)
+    base_count = len(manifest.items)
+    real = sum(1 for i in manifest.items.values() if i.source == "import")
+    truth = plant(manifest, folder, seed)
+    manifest.save(folder)
+    dataset = CurationDataset(f"bench-s{seed}", folder, manifest)
+    print(
+        f"seed {seed}: {base_count} images ({real} real, {base_count - real} synthetic) + "
+        f"{len(manifest.items) - base_count} planted copies and outliers",
+        file=sys.stderr,
+    )
+    labels_run = None
+    result: dict = {"images": len(manifest.items), "rows": {}, "notes": {}, "timings": {}}
+    for backend in backends:
+        started = time.perf_counter()
+        dup_run = run_duplicates(dataset, settings, backend, url, None)
+        result["timings"][f"duplicates ({backend})"] = time.perf_counter() - started
+        if labels_run is None:
+            started = time.perf_counter()
+            labels_run = run_labels(dataset, settings, url, use_detector=not args.no_model)
+            result["timings"]["labels"] = time.perf_counter() - started
+        genuine = genuine_unplanted(dup_run.findings, dataset, truth)
+        result["rows"][backend] = evaluate(dup_run.findings, labels_run.findings, truth, genuine, unseen)
+        result["notes"][backend] = [
+            *dup_run.notes,
+            *labels_run.notes,
+            f"{len(genuine)} duplicate flags on unplanted images verified as real duplicates in the base data",
+        ]
+    if args.work is None:
+        shutil.rmtree(folder, ignore_errors=True)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--synthetic", type=int, default=300, help="synthetic photos added to the real listings")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument(
+        "--synthetic", type=int, default=None, help="synthetic photos added (default: 0 with real data)"
+    )
+    parser.add_argument("--seeds", type=int, default=5, help="plantings to add up (different images each time)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder, kept (default: a temporary one)")
     parser.add_argument("--fastdup", action="store_true", help="also run the fastdup backend (needs its venv)")
     parser.add_argument("--no-model", action="store_true", help="label checks without the detector")
     parser.add_argument(
@@ -380,58 +439,44 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
+    if args.synthetic is None:
+        has_real = (get_settings().data_dir / "listings" / "labels.csv").exists()
+        args.synthetic = 0 if has_real else 300
 
-    settings = get_settings()
     work = args.work or Path(tempfile.mkdtemp(prefix="wmstudio-bench-curation-"))
-    folder = work / "bench"
-    if folder.exists():
-        shutil.rmtree(folder)
-    url = f"sqlite:///{work / 'bench-store.db'}"
-    (work / "bench-store.db").unlink(missing_ok=True)
-    started = time.perf_counter()
-    manifest = build_base(folder, args.synthetic, args.seed, args.unseen_fonts)
-    base_count = len(manifest.items)
-    real = sum(1 for i in manifest.items.values() if i.source == "import")
-    truth = plant(manifest, folder, args.seed)
-    manifest.save(folder)
-    dataset = CurationDataset("bench", folder, manifest)
-    print(
-        f"dataset: {base_count} images ({real} real, {base_count - real} synthetic) + "
-        f"{len(manifest.items) - base_count} planted copies and outliers "
-        f"(built in {time.perf_counter() - started:.0f} s)",
-        file=sys.stderr,
-    )
-    report: dict = {"images": len(manifest.items), "seed": args.seed, "runs": {}}
+    work.mkdir(parents=True, exist_ok=True)
     backends = ["imagehash"] + (["fastdup"] if args.fastdup else [])
-    labels_run = None
-    timings = {}
-    for backend in backends:
-        started = time.perf_counter()
-        dup_run = run_duplicates(dataset, settings, backend, url, None)
-        timings[f"duplicates ({backend})"] = time.perf_counter() - started
-        if labels_run is None:
-            started = time.perf_counter()
-            labels_run = run_labels(dataset, settings, url, use_detector=not args.no_model)
-            timings["labels"] = time.perf_counter() - started
-        genuine = genuine_unplanted(dup_run.findings, dataset, truth)
-        rows = evaluate(dup_run.findings, labels_run.findings, truth, genuine)
-        strict = evaluate(dup_run.findings, labels_run.findings, truth)
-        notes = dup_run.notes + labels_run.notes
-        notes.append(
-            f"{len(genuine)} flags on unplanted images verified as real duplicates of the base data "
-            f"(strict duplicate precision counting them wrong: exact {strict[0]['precision']:.2f}, "
-            f"near {strict[1]['precision']:.2f})"
-        )
-        report["runs"][backend] = {"rows": rows, "notes": notes}
-    report["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+    totals: dict[str, list[dict] | None] = dict.fromkeys(backends)
+    notes: dict[str, list[str]] = {b: [] for b in backends}
+    timings: dict[str, float] = {}
+    images = 0
+    for seed in range(args.seed, args.seed + args.seeds):
+        result = run_once(args, seed, work, backends)
+        images += result["images"]
+        for backend in backends:
+            totals[backend] = add_rows(totals[backend], result["rows"][backend])
+            notes[backend] = result["notes"][backend]  # the last seed's, as an example
+        for name, seconds in result["timings"].items():
+            timings[name] = timings.get(name, 0.0) + seconds
+    report = {
+        "seeds": list(range(args.seed, args.seed + args.seeds)),
+        "synthetic_per_seed": args.synthetic,
+        "images_total": images,
+        "runs": {b: {"rows": with_rates(totals[b] or []), "notes_last_seed": notes[b]} for b in backends},
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+    }
     if args.json:
         print(json.dumps(report, indent=1))
     else:
+        print(
+            f"{args.seeds} plantings (seeds {args.seed}..{args.seed + args.seeds - 1}), {images} images in all, "
+            f"{args.synthetic} synthetic photos per planting"
+        )
         for backend, run in report["runs"].items():
             print_table(f"duplicates backend: {backend}", run["rows"])
-            for note in run["notes"]:
+            for note in run["notes_last_seed"]:
                 print(f"  {note}")
-        print("\ntimings: " + ", ".join(f"{k} {v:.1f} s" for k, v in report["timings_s"].items()))
+        print("\ntimings (all seeds): " + ", ".join(f"{k} {v:.1f} s" for k, v in report["timings_s"].items()))
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0

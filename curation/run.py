@@ -157,13 +157,16 @@ def run_labels(
     else:
         notes.append(f"image labels: skipped ({info.get('skipped')})")
     kinds: tuple[str, ...] = ("label_issue",)
-    if boxes and predictions is not None:
-        findings += box_label_issues(
+    if boxes and predictions is not None and loaded is not None:
+        confident = confident or settings.box_confident_score or loaded[0].threshold
+        box_findings = box_label_issues(
             items,
             predictions,
             settings.box_issue_threshold if box_threshold is None else box_threshold,
-            settings.box_confident_score if confident is None else confident,
+            confident,
         )
+        notes.append(f"boxes: {len(box_findings)} images flagged (confident detector score {confident:.2f})")
+        findings += box_findings
         kinds = LABEL_KINDS
     run = _record(dataset, findings, kinds, url)
     run.notes += notes

@@ -55,25 +55,23 @@ def test_raw_outputs_match_on_the_same_input(models, images):
 
 
 def test_detections_match_ultralytics_predict(models, images):
-    """End to end, including each side's own resize: same marks, same places, close scores."""
+    """Same input pixels on both sides (our letterboxed canvas, for which Ultralytics' own
+    letterbox is the identity): our decoding, NMS and mapping back to original pixels must give
+    Ultralytics' boxes and scores. Resize kernels are compared separately by the geometry tests."""
     detector, yolo, _ = models
     threshold = 0.25
     for image in images:
+        tensor, placement = letterbox(image, detector.imgsz)
+        canvas = (tensor[0].transpose(1, 2, 0) * 255).round().astype(np.uint8)
         ours = detector.detect(image, threshold)
         result = yolo.predict(
-            np.asarray(image)[:, :, ::-1],
-            imgsz=detector.imgsz,
-            conf=threshold,
-            iou=0.5,
-            agnostic_nms=True,
-            verbose=False,
+            canvas[:, :, ::-1].copy(), imgsz=detector.imgsz, conf=threshold, iou=0.5, agnostic_nms=True, verbose=False
         )[0]
-        theirs_boxes = result.boxes.xyxy.numpy()
+        theirs_boxes = placement.to_original(result.boxes.xyxy.numpy())
         theirs_scores = result.boxes.conf.numpy()
-        confident_ours = [d for d in ours if d.score > threshold + 0.1]
-        for detection in confident_ours:  # every clear detection of ours is theirs too
+        assert len(ours) == len(theirs_boxes)
+        for detection in ours:
             ious = iou_matrix(np.asarray([detection.box]), theirs_boxes)
-            assert ious.size and ious.max() > 0.85
             match = int(ious.argmax())
-            assert abs(theirs_scores[match] - detection.score) < 0.1
-        assert abs(len(ours) - len(theirs_boxes)) <= max(1, len(theirs_boxes) // 3)
+            assert ious[0, match] > 0.97
+            assert abs(theirs_scores[match] - detection.score) < 0.01

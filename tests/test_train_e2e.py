@@ -11,7 +11,7 @@ from tests.test_cli import run_cli
 from training.build import build_synthetic
 from training.export import register_model
 from training.synth.procedural import write_scenes
-from training.train import TrainRecipe, train
+from training.train import TrainRecipe, base_model, train
 from training.yolo_data import Source, write_yolo_dataset
 from wmstudio.brands import BRANDS
 from wmstudio.registry import Registry
@@ -21,6 +21,9 @@ from wmstudio.runtime import Detector
 @pytest.mark.slow
 def test_tiny_train_export_predict(tmp_path):
     pytest.importorskip("ultralytics")
+    import torch
+    from ultralytics import YOLO
+
     scenes = tmp_path / "scenes"
     backgrounds = write_scenes(scenes, 10, seed=1, size=(160, 120))
     manifest = build_synthetic(
@@ -47,8 +50,12 @@ def test_tiny_train_export_predict(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["model_version"] == version
 
-    # warm start: the next version starts from this one's weights
+    # warm start: the next version starts from this one's weights, classifier included
     warm = TrainRecipe(
         epochs=1, time_hours=None, imgsz=64, batch=8, warm_start=str(registry.path(version) / "model.pt")
     )
+    started = base_model(warm).model.state_dict()
+    trained = YOLO(str(best)).model.state_dict()
+    assert started.keys() == trained.keys()
+    assert all(torch.equal(started[k].float(), trained[k].float()) for k in trained)
     assert train(data_yaml, tmp_path / "runs" / "warm", warm).exists()

@@ -53,6 +53,22 @@ def _use_threads(threads: int | None) -> None:
     torch_utils.NUM_THREADS = threads
 
 
+def base_model(recipe: TrainRecipe):
+    """The network to train: a fresh one from the YAML, or the earlier model itself.
+
+    A warm start loads the checkpoint directly. ``YOLO(yaml).load(pt)`` would first build the
+    YAML's 80-class head and then skip the checkpoint's class layers as mismatched, silently
+    re-initialising the classifier. Started from the checkpoint, every layer is kept, and
+    only a head whose class count changes (a new brand) is re-initialised by the trainer.
+    """
+    from ultralytics import YOLO
+
+    if recipe.warm_start:
+        log.info("warm start from %s", recipe.warm_start)
+        return YOLO(recipe.warm_start)
+    return YOLO(recipe.model)
+
+
 def train(data_yaml: Path, run_dir: Path, recipe: TrainRecipe, resume: bool = False) -> Path:
     """Run (or resume) training; returns the path of the best checkpoint."""
     apply_offline_env()
@@ -67,10 +83,7 @@ def train(data_yaml: Path, run_dir: Path, recipe: TrainRecipe, resume: bool = Fa
         overrides = {"time": recipe.time_hours} if recipe.time_hours else {}
         YOLO(str(last)).train(resume=True, **overrides)
         return run_dir / "weights" / "best.pt"
-    model = YOLO(recipe.model)
-    if recipe.warm_start:
-        log.info("warm start from %s", recipe.warm_start)
-        model = model.load(recipe.warm_start)
+    model = base_model(recipe)
     kwargs = {
         "data": str(data_yaml),
         "imgsz": recipe.imgsz,

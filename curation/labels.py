@@ -1,16 +1,20 @@
 """Image-level label issues: Cleanlab on out-of-sample predicted probabilities.
 
 A small classifier (standardised features → logistic regression) predicts each image's label
-("none", "rumah123", "99co") from the detector's per-brand scores plus the compact image
-descriptors; ``cross_val_predict`` gives every image a probability from a model that never saw
-its label. Cleanlab's ``get_label_quality_scores`` turns that into a quality per image (the
-out-of-sample probability of the given label) and images below ``label_issue_threshold`` are
-flagged, worst first. Cleanlab's own ``find_label_issues`` verdict is kept in the details: with a
-weak or few-shot model its confident-joint cut-off misses many issues, hence the explicit
-threshold.
+("none", "rumah123", "99co") from what the detector says: per-brand scores and the geometry of
+its best box (without a detector: the compact image descriptors of :mod:`curation.features`,
+which are weak). ``cross_val_predict`` gives every image a probability from a model that never
+saw its label. Image descriptors are not added next to the detector's view: on the benchmark
+they only added noise (lower precision at the same recall).
 
-Caveat: the detector itself may have been trained on some of these labels (the real set's train
-split); its scores are then in-sample, which makes it agree with wrong labels it memorised.
+Cleanlab's ``get_label_quality_scores`` turns the probabilities into a quality per image (the
+out-of-sample probability of the given label); images below ``label_issue_threshold`` are
+flagged, worst first. Cleanlab's own ``find_label_issues`` verdict is kept in the details.
+
+Caveat: the detector may have been trained on some of these very labels (the real set's train
+split). If a label was wrong then, the detector learnt it and agrees with it; if it was right
+and broke later, the detector's memory makes the error easy to see. Only images the detector
+never saw give an unbiased view.
 """
 
 from __future__ import annotations
@@ -36,14 +40,30 @@ NONE = "none"
 CONFIDENT = 0.25  # candidate score counted as "a box" in the count features
 
 
-def detector_features(prediction: ImagePrediction | None, brands: tuple[str, ...] = BRANDS) -> np.ndarray:
-    """Per brand: best score, its log-odds, and how many candidates pass a low bar."""
+def detector_features(
+    prediction: ImagePrediction | None, width: float = 1.0, height: float = 1.0, brands: tuple[str, ...] = BRANDS
+) -> np.ndarray:
+    """What the detector says about an image, per brand.
+
+    The best score, its log-odds and how many candidates pass a low bar, plus where the best box
+    sits and how big it is (each weighted by its score): a portal's mark has a fixed place and
+    size, other agencies' logos and signs do not, so geometry separates some of the detector's
+    confident mistakes from real marks.
+    """
     values: list[float] = []
+    candidates = prediction.boxes if prediction else []
     for brand in brands:
         score = prediction.score(brand) if prediction else 0.0
         clipped = min(max(score, 1e-3), 1 - 1e-3)
-        count = sum(1 for b, s, _ in prediction.boxes if b == brand and s >= CONFIDENT) if prediction else 0
+        own = [c for c in candidates if c[0] == brand]
+        count = sum(1 for _, s, _ in own if s >= CONFIDENT)
         values += [score, float(np.log(clipped / (1 - clipped))), float(min(count, 3))]
+        if own:
+            _, best, (x0, y0, x1, y1) = own[0]
+            cx, cy = (x0 + x1) / 2 / width, (y0 + y1) / 2 / height
+            values += [best * abs(cx - 0.5), best * abs(cy - 0.5), best * (x1 - x0) / height, best * (y1 - y0) / height]
+        else:
+            values += [0.0, 0.0, 0.0, 0.0]
     return np.asarray(values, dtype=np.float32)
 
 

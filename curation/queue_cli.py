@@ -62,7 +62,7 @@ def build(
     settings = get_settings()
     registry = Registry(settings.registry_dir)
     try:
-        folder = registry.path(version) if version else registry.champion_path()
+        folder = registry.resolve(version)
     except RegistryError as exc:
         _fail(str(exc))
     detector = Detector.from_version_dir(folder, settings.inference_threads)

@@ -125,7 +125,6 @@ def run_labels(
     sync_to_store(dataset, url)
     items = dataset.items()
     keys = [item.sha256 for item in items]
-    features = feature_matrix([dataset.folder / item.path for item in items])
     loaded = load_detector(settings, model_dir) if use_detector else None
     notes = []
     predictions = None
@@ -133,10 +132,11 @@ def run_labels(
         detector, version = loaded
         cached = predict_dataset(dataset, detector, version, url, settings.max_image_pixels)
         predictions = [cached.get(key) for key in keys]
-        features = np.hstack([np.stack([detector_features(p) for p in predictions]), features])
+        features = np.stack([detector_features(p, i.width, i.height) for p, i in zip(predictions, items, strict=True)])
         notes.append(f"detector {version}")
     else:
-        notes.append("no detector: image-level labels from image features only, no box checks")
+        features = feature_matrix([dataset.folder / item.path for item in items])
+        notes.append("no detector: image-level labels from image features only (weak), no box checks")
     findings, info = image_label_issues(
         keys,
         [item.brand for item in items],

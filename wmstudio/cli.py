@@ -213,7 +213,7 @@ def predict(
     settings = get_settings()
     registry = Registry(settings.registry_dir)
     try:
-        folder = registry.path(version) if version else registry.champion_path()
+        folder = registry.resolve(version)
     except RegistryError as exc:
         _fail(str(exc))
     detector = Detector.from_version_dir(folder, settings.inference_threads)
@@ -316,25 +316,25 @@ PLUGIN_COMMANDS = {
 }
 
 
-def _register_plugins() -> None:
+def _import_optional(module_name: str):
+    """The module, or None when it (not one of its own imports) is absent."""
     import importlib
 
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return None
+        raise
+
+
+def _register_plugins() -> None:
     for name, module_name in PLUGIN_GROUPS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        app.add_typer(module.app, name=name)
+        if (module := _import_optional(module_name)) is not None:
+            app.add_typer(module.app, name=name)
     for name, (module_name, attribute) in PLUGIN_COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        app.command(name)(getattr(module, attribute))
+        if (module := _import_optional(module_name)) is not None:
+            app.command(name)(getattr(module, attribute))
 
 
 _register_plugins()

@@ -88,6 +88,10 @@ class Registry:
             raise RegistryError(f"no model in the registry at {self.root}; run `wmstudio train`")
         return self.path(champion)
 
+    def resolve(self, version: str | None) -> Path:
+        """The folder of ``version``, or of the champion when no version is named."""
+        return self.path(version) if version else self.champion_path()
+
     def history(self) -> list[dict]:
         return self._read().get("history", [])
 

@@ -20,7 +20,10 @@ Usage: python benchmarks/bench_curation.py [--synthetic 300] [--seed 0] [--work 
    SQLite store, with the registry's champion model for the label and box checks.
 
 A flag is a true positive when its image carries a planted problem of that kind (for duplicates:
-the flagged image and its planted partner share the reported cluster). Images with a wrong
+the flagged image and its planted partner share the reported cluster). Several plantings
+(``--seeds``) are added up, because the real set alone holds few problems per planting. P@N is
+the precision among the N best-ranked flags, N being the number planted: what a reviewer who
+works down the ranked list sees. Images with a wrong
 image label also lack the right boxes, so the box ground truth includes the flipped positives.
 """
 
@@ -279,9 +282,23 @@ def _pr(found: set[str], truth: set[str]) -> tuple[float, float]:
     return (tp / len(found) if found else 1.0), (tp / len(truth) if truth else 1.0)
 
 
-def _row(name: str, planted: int, found: int, flagged: int | None = None, correct: int | None = None) -> dict:
-    """Counts, so that rows of several seeds add up; precision = correct / flagged, recall = found / planted."""
-    return {"problem": name, "planted": planted, "found": found, "flagged": flagged, "correct": correct}
+def _row(
+    name: str, planted: int, found: int, flagged: int | None = None, correct: int | None = None, top: int | None = None
+) -> dict:
+    """Counts, so that rows of several seeds add up.
+
+    precision = correct / flagged, recall = found / planted, and ``top``: how many of the
+    ``planted`` best-ranked flags are right (precision at N, what a reviewer working down the
+    ranked list sees).
+    """
+    return {"problem": name, "planted": planted, "found": found, "flagged": flagged, "correct": correct, "top": top}
+
+
+def _ranked_row(name: str, truth: set[str], findings: list) -> dict:
+    ranked = [f.key for f in sorted(findings, key=lambda f: -f.score)]
+    row = _set_row(name, truth, set(ranked))
+    row["top"] = len(set(ranked[: len(truth)]) & truth)
+    return row
 
 
 def _set_row(name: str, truth: set[str], flags: set[str], with_precision: bool = True) -> dict:
@@ -322,14 +339,17 @@ def evaluate(
         _set_row("outliers", truth.outliers, {f.key for f in duplicates if f.kind == "outlier"}),
     ]
     label_flags = {f.key for f in labels if f.kind == "label_issue"}
-    rows.append(_set_row("wrong image labels (flipped + wrong brand)", truth.flipped | truth.wrong_brand, label_flags))
+    label_findings = [f for f in labels if f.kind == "label_issue"]
+    rows.append(
+        _ranked_row("wrong image labels (flipped + wrong brand)", truth.flipped | truth.wrong_brand, label_findings)
+    )
     rows.append(_set_row("  flipped labels", truth.flipped, label_flags & truth.flipped, with_precision=False))
     if unseen is not None:
         rows.append(_set_row("  flipped, image unseen by the detector", truth.flipped & unseen, label_flags, False))
     rows.append(_set_row("  wrong brand (image label)", truth.wrong_brand, label_flags, with_precision=False))
     box_flags = {f.key for f in labels if f.kind == "box_issue"}
     wrong_boxes = truth.missing | truth.shifted | truth.wrong_brand | truth.lost_boxes
-    rows.append(_set_row("box issues (all planted)", wrong_boxes, box_flags))
+    rows.append(_ranked_row("box issues (all planted)", wrong_boxes, [f for f in labels if f.kind == "box_issue"]))
     for name, keys in (
         ("  missing boxes", truth.missing),
         ("  shifted boxes", truth.shifted),
@@ -344,7 +364,7 @@ def add_rows(total: list[dict] | None, rows: list[dict]) -> list[dict]:
     if total is None:
         return [dict(row) for row in rows]
     for mine, theirs in zip(total, rows, strict=True):
-        for key in ("planted", "found", "flagged", "correct"):
+        for key in ("planted", "found", "flagged", "correct", "top"):
             if mine[key] is not None:
                 mine[key] += theirs[key]
     return total
@@ -357,7 +377,8 @@ def with_rates(rows: list[dict]) -> list[dict]:
         if row["flagged"] is not None:
             precision = row["correct"] / row["flagged"] if row["flagged"] else 1.0
         recall = row["found"] / row["planted"] if row["planted"] else None
-        out.append({**row, "precision": precision, "recall": recall})
+        at_n = row["top"] / row["planted"] if row["top"] is not None and row["planted"] else None
+        out.append({**row, "precision": precision, "recall": recall, "precision_at_n": at_n})
     return out
 
 

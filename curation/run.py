@@ -158,7 +158,7 @@ def run_labels(
         notes.append(f"image labels: skipped ({info.get('skipped')})")
     kinds: tuple[str, ...] = ("label_issue",)
     if boxes and predictions is not None and loaded is not None:
-        confident = confident or settings.box_confident_score or loaded[0].threshold
+        confident = settings.box_confident_score if confident is None else confident
         box_findings = box_label_issues(
             items,
             predictions,

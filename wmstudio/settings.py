@@ -134,10 +134,10 @@ class Settings(BaseSettings):
     box_issue_threshold: float = Field(
         default=0.3, description="Images whose Cleanlab object-detection box quality score is at or below this."
     )
-    box_confident_score: float | None = Field(
-        default=None,
+    box_confident_score: float = Field(
+        default=0.25,
         description="Detector score from which a box counts as confident for missing/wrong-brand checks "
-        "(empty: the model's operating threshold; Cleanlab's built-in 0.95 hides issues with a weak model).",
+        "(Cleanlab's built-in 0.95 hides issues with a weak model; lower it for a timid model).",
     )
     curation_folds: int = Field(default=5, description="Cross-validation folds for out-of-sample probabilities.")
 

@@ -23,8 +23,8 @@ A flag is a true positive when its image carries a planted problem of that kind 
 the flagged image and its planted partner share the reported cluster). Several plantings
 (``--seeds``) are added up, because the real set alone holds few problems per planting. P@N is
 the precision among the N best-ranked flags, N being the number planted: what a reviewer who
-works down the ranked list sees. Images with a wrong
-image label also lack the right boxes, so the box ground truth includes the flipped positives.
+works down the ranked list sees. Images with a wrong image label also lack the right boxes, so
+the box ground truth includes the flipped positives.
 """
 
 from __future__ import annotations
@@ -384,12 +384,16 @@ def with_rates(rows: list[dict]) -> list[dict]:
 
 def print_table(title: str, rows: list[dict]) -> None:
     print(f"\n{title}")
-    print(f"{'problem':<46} {'planted':>7} {'found':>5} {'flagged':>7} {'precision':>9} {'recall':>6}")
+    print(f"{'problem':<46} {'planted':>7} {'found':>5} {'flagged':>7} {'precision':>9} {'recall':>6} {'P@N':>5}")
     for row in rows:
         flagged = "" if row["flagged"] is None else str(row["flagged"])
         precision = "" if row["precision"] is None else f"{row['precision']:.2f}"
         recall = "-" if row["recall"] is None else f"{row['recall']:.2f}"
-        print(f"{row['problem']:<46} {row['planted']:>7} {row['found']:>5} {flagged:>7} {precision:>9} {recall:>6}")
+        at_n = "" if row["precision_at_n"] is None else f"{row['precision_at_n']:.2f}"
+        print(
+            f"{row['problem']:<46} {row['planted']:>7} {row['found']:>5} {flagged:>7} {precision:>9} {recall:>6} "
+            f"{at_n:>5}"
+        )
 
 
 def apply_project_splits(manifest: Manifest, folder: Path) -> set[str]:

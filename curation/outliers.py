@@ -1,10 +1,12 @@
 """Outliers for the licence-clean backend: images far from all their neighbours.
 
-Each image is described by :mod:`curation.features`; an image's outlier distance is its mean
-distance to its k nearest neighbours (standardised features). Instead of flagging a fixed share
-(a clean dataset would still get flags), an image is an outlier only when that distance is far
-above the dataset's typical one: a robust z-score (median / MAD) of at least ``outlier_z``. It
-finds screenshots, blank or broken renders, documents and floor plans among listing photos.
+Each image is described by :mod:`curation.features`; an image's outlier distance is the distance
+to its k-th nearest neighbour (standardised features), so a handful of similar junk images (a
+few blank renders, say) cannot hide behind each other as they would with the mean distance.
+Instead of flagging a fixed share (a clean dataset would still get flags), an image is an
+outlier only when that distance is far above the dataset's typical one: a robust z-score
+(median / MAD) of at least ``outlier_z``. It finds screenshots, blank or broken renders,
+documents and floor plans among listing photos.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def knn_distance(features: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
     scaled = StandardScaler().fit_transform(features)
     k = min(k, len(features) - 1)
     distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(scaled).kneighbors(scaled)
-    return distances[:, 1:].mean(axis=1)  # column 0 is the image itself
+    return distances[:, k]  # column 0 is the image itself
 
 
 def robust_z(values: np.ndarray) -> np.ndarray:

@@ -54,18 +54,16 @@ def build(
     """Score unlabelled photos with the model and rank them (uncertainty + diversity) as pending items."""
     _setup()
     from curation.queue import add_pool_folder, build_queue
-    from wmstudio.registry import Registry, RegistryError
+    from wmstudio.registry import RegistryError
     from wmstudio.runtime import Detector
     from wmstudio.settings import get_settings
     from wmstudio.store.session import transaction
 
     settings = get_settings()
-    registry = Registry(settings.registry_dir)
     try:
-        folder = registry.resolve(version)
+        detector = Detector.from_registry(settings.registry_dir, version, settings.inference_threads)
     except RegistryError as exc:
         _fail(str(exc))
-    detector = Detector.from_version_dir(folder, settings.inference_threads)
     pool = settings.queue_pool_dataset
     if source is not None:
         if not source.is_dir():

@@ -207,16 +207,14 @@ def predict(
     """Detect watermarks in images; boxes are in original image pixels."""
     from wmstudio.imaging import ImageError, decode_image
     from wmstudio.predict import prediction_record
-    from wmstudio.registry import Registry, RegistryError
+    from wmstudio.registry import RegistryError
     from wmstudio.runtime import Detector
 
     settings = get_settings()
-    registry = Registry(settings.registry_dir)
     try:
-        folder = registry.resolve(version)
+        detector = Detector.from_registry(settings.registry_dir, version, settings.inference_threads)
     except RegistryError as exc:
         _fail(str(exc))
-    detector = Detector.from_version_dir(folder, settings.inference_threads)
     failures = 0
     for path in paths:
         try:

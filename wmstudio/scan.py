@@ -74,15 +74,14 @@ def scan_records(entries: Iterable[Entry], base: Path, min_score: float | None) 
     """Run the champion model over the entries; relative paths are relative to ``base``."""
     from wmstudio.imaging import ImageError, decode_image
     from wmstudio.predict import prediction_record
-    from wmstudio.registry import Registry, RegistryError
+    from wmstudio.registry import RegistryError
     from wmstudio.runtime import Detector
 
     settings = get_settings()
     try:
-        folder = Registry(settings.registry_dir).champion_path()
+        detector = Detector.from_registry(settings.registry_dir, threads=settings.inference_threads)
     except RegistryError as exc:
         raise ScanError(str(exc)) from exc
-    detector = Detector.from_version_dir(folder, settings.inference_threads)
     for entry in entries:
         path = Path(entry.file)
         if not path.is_absolute():

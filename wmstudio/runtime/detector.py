@@ -89,6 +89,13 @@ class Detector:
             card,
         )
 
+    @classmethod
+    def from_registry(cls, registry_dir: Path, version: str | None = None, threads: int = 2) -> Detector:
+        """The named version, or the champion; raises ``RegistryError`` when there is none."""
+        from wmstudio.registry import Registry
+
+        return cls.from_version_dir(Registry(registry_dir).resolve(version), threads)
+
     def raw(self, tensor: np.ndarray) -> np.ndarray:
         """The model's raw output for a pre-processed input (for parity tests)."""
         return self.session.run(None, {self.input_name: tensor})[0]

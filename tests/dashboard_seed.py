@@ -97,3 +97,19 @@ def seed_registry(bundled: Path, target: Path) -> Path:
         folder.mkdir(exist_ok=True)
         (folder / "test_real.json").write_text(json.dumps(_evaluation(f1)))
     return target
+
+
+def seed_state(bundled: Path, state: Path) -> dict:
+    """A state folder as a first start leaves it: demo dataset, store findings, two models, loop history."""
+    import pytest
+
+    registry = seed_registry(bundled, state / "models")
+    seed_loop_history(state)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WMSTUDIO_STATE_DIR", str(state))
+        patch.setenv("WMSTUDIO_DEMO_SOURCE", "synthetic")
+        get_settings.cache_clear()
+        folder = seed_dataset()
+        ids = seed_store(folder.name)
+    get_settings.cache_clear()
+    return {"state": state, "registry": registry, "folder": folder, "dataset": folder.name, **ids}

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.dashboard_pages.outcomes import judge
 from tests.conftest import ROOT, encode, free_port, photo
-from tests.dashboard_seed import seed_dataset, seed_loop_history, seed_registry, seed_store
+from tests.dashboard_seed import seed_state
 from training.manifest import Manifest
 from wmstudio.registry import Registry
 from wmstudio.settings import get_settings
@@ -29,17 +29,9 @@ PAGES = ("overview", "predictions", "queue", "curation", "models", "upload")
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory, bundled_registry: Path) -> Iterator[dict]:
     """A state folder as a first start leaves it (demo dataset) plus store findings and two models."""
-    state = tmp_path_factory.mktemp("dash-state")
-    registry = seed_registry(bundled_registry, state / "models")
-    seed_loop_history(state)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WMSTUDIO_STATE_DIR", str(state))
-        patch.setenv("WMSTUDIO_DEMO_SOURCE", "synthetic")
-        get_settings.cache_clear()
-        folder = seed_dataset()
-        ids = seed_store(folder.name)
-    get_settings.cache_clear()
-    yield {"state": state, "registry": registry, "dataset": folder.name, **ids}
+    seeded_state = seed_state(bundled_registry, tmp_path_factory.mktemp("dash-state"))
+    seeded_state.pop("folder")
+    yield seeded_state
     get_settings.cache_clear()
 
 

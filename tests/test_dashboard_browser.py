@@ -19,25 +19,16 @@ import pytest
 
 from tests.browser import ARTIFACTS, chromium_page, screenshot_is_not_blank
 from tests.conftest import ROOT, encode, free_port, photo, wait_for
-from tests.dashboard_seed import seed_dataset, seed_loop_history, seed_registry, seed_store
+from tests.dashboard_seed import seed_state
 from training.manifest import Manifest
-from wmstudio.settings import get_settings
 
 VIEWPORT = (1400, 2000)  # tall: Streamlit scrolls inside its own container, so full_page cannot
 
 
 @pytest.fixture(scope="module")
 def dashboard(api_server, bundled_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    state = tmp_path_factory.mktemp("dash-browser")
-    registry = seed_registry(bundled_registry, state / "models")
-    seed_loop_history(state)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WMSTUDIO_STATE_DIR", str(state))
-        patch.setenv("WMSTUDIO_DEMO_SOURCE", "synthetic")
-        get_settings.cache_clear()
-        folder = seed_dataset()
-        seed_store(folder.name)
-    get_settings.cache_clear()
+    seeded = seed_state(bundled_registry, tmp_path_factory.mktemp("dash-browser"))
+    state, registry, folder = seeded["state"], seeded["registry"], seeded["folder"]
     port = free_port()
     env = {
         **os.environ,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from PIL import Image
@@ -19,7 +20,7 @@ from wmstudio.runtime import Detector
 
 
 @pytest.mark.slow
-def test_tiny_train_export_predict(tmp_path):
+def test_tiny_train_export_predict(tmp_path, caplog):
     pytest.importorskip("ultralytics")
     import torch
     from ultralytics import YOLO
@@ -58,4 +59,7 @@ def test_tiny_train_export_predict(tmp_path):
     trained = YOLO(str(best)).model.state_dict()
     assert started.keys() == trained.keys()
     assert all(torch.equal(started[k].float(), trained[k].float()) for k in trained)
-    assert train(data_yaml, tmp_path / "runs" / "warm", warm).exists()
+    with caplog.at_level(logging.INFO, logger="training.train"):
+        assert train(data_yaml, tmp_path / "runs" / "warm", warm).exists()
+    # the trainer itself must start from those weights, not rebuild the network from its YAML
+    assert any("tensors carried over (100%)" in r.getMessage() for r in caplog.records), caplog.text

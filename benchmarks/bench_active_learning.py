@@ -22,6 +22,10 @@ here on the learner's probabilities and on its predictions for the TTA views' fe
 ``rank_diverse`` (dHash near-copy demotion), exactly as ``wmstudio queue build`` does.
 
     .venv/bin/python benchmarks/bench_active_learning.py [--repeats 5 --rounds 12 --batch 10 --seed-size 10]
+        [--pool fresh|train]
+
+The pool holds photos the detector never trained on (``--pool fresh``, see ``fresh_pool``);
+``--pool train`` reproduces the first measurement, which wrongly pooled its training images.
 
 Prints the learning curves, the share of labels uncertainty needs to reach random's final F1,
 and saves ``docs/active_learning.png``. Features are cached in ``state_dir/bench``.
@@ -178,6 +182,27 @@ def simulate(pool: dict, test: dict, strategy: str, seed: int, seed_size: int, b
     return curve
 
 
+def fresh_pool(settings, count: int) -> list:
+    """Unlabelled-pool stand-ins the frozen detector never trained on.
+
+    A real queue scores *new* uploads. The detector's own training images are the wrong pool:
+    its scores there are in-sample (confident and clean), while the test photos get
+    out-of-sample scores, so a learner fitted on pool features meets a different distribution
+    at test time, and "uncertain" in-sample photos are merely odd ones. The fresh pool is the
+    training generator re-run with another seed (new marks, placements and opacities on the
+    training houses) plus the real validation photos, which no model was fitted on.
+    """
+    from training.build import build_synthetic
+    from training.manifest import Manifest
+
+    listings = settings.datasets_dir / "listings"
+    real = Manifest.load(listings) if (listings / "manifest.json").exists() else None
+    folder = settings.datasets_dir / "al-pool-s1"
+    houses = settings.data_dir / "houses"
+    manifest = build_synthetic(folder, houses, real, listings if real else None, {"train": count}, seed=1)
+    return [(item, folder) for item in manifest.items.values()]
+
+
 def labels_to_reach(curve: np.ndarray, target: float) -> float | None:
     reached = [n for n, f1 in curve if f1 >= target - 1e-9]
     return float(reached[0]) if reached else None
@@ -191,6 +216,13 @@ def main() -> None:
     parser.add_argument("--seed-size", type=int, default=10)
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "active_learning.png")
     parser.add_argument("--json", type=Path, default=None, help="Also write the curves as JSON here.")
+    parser.add_argument(
+        "--pool",
+        choices=("fresh", "train"),
+        default="fresh",
+        help="fresh: photos the detector never trained on (default); train: its own training images",
+    )
+    parser.add_argument("--pool-size", type=int, default=1100, help="fresh synthetic photos in the pool")
     args = parser.parse_args()
 
     from training.manifest import Manifest
@@ -208,8 +240,11 @@ def main() -> None:
         if not (folder / "manifest.json").exists():
             continue
         manifest = Manifest.load(folder)
-        sets["pool"] += [(i, folder) for i in manifest.items.values() if i.split == "train"]
+        pool_split = "train" if args.pool == "train" else ("val" if name == "listings" else None)
+        sets["pool"] += [(i, folder) for i in manifest.items.values() if i.split == pool_split]
         sets["test"] += [(i, folder) for i in manifest.items.values() if i.split == "test"]
+    if args.pool == "fresh":
+        sets["pool"] += fresh_pool(settings, args.pool_size)
     if not sets["pool"] or not sets["test"]:
         sys.exit("no datasets: run `wmstudio train` (or `wmstudio synth` and `wmstudio ingest`) first")
     print(f"model {detector.version}; pool {len(sets['pool'])} images, test {len(sets['test'])} images")

@@ -34,6 +34,7 @@ and saves ``docs/active_learning.png``. Features are cached in ``state_dir/bench
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -64,7 +65,9 @@ def extract_features(detector, items: list, cache: Path) -> dict:
     from curation.uncertainty import augmented_views, dhash
     from wmstudio.imaging import decode_image
 
-    key = f"{FEATURES}-{detector.version}-{len(items)}-{hash(tuple(i.sha256 for i, _ in items)) & 0xFFFFFFFF:x}"
+    checks = json.dumps(detector.card.get("mark_checks", []), sort_keys=True)  # a version's checks change its scores
+    fingerprint = hashlib.sha256((checks + "".join(i.sha256 for i, _ in items)).encode()).hexdigest()[:10]
+    key = f"{FEATURES}-{detector.version}-{len(items)}-{fingerprint}"
     path = cache / f"al_features_{key}.npz"
     if path.exists():
         data = np.load(path)

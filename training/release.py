@@ -1,8 +1,8 @@
 """Turn a trained checkpoint into a registered, evaluated model version.
 
-Order matters: export → pick the threshold on *validation* (real + synthetic val) → evaluate
-on test with that threshold frozen → write the card. Test data never influences the
-threshold or the choice of checkpoint.
+Order matters: export → build the mark checks from real train photos → pick the threshold on
+*validation* (real + synthetic val) → evaluate on test with that threshold frozen → write the
+card. Test data never influences the threshold, the checks or the choice of checkpoint.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from training.evaluate import choose_threshold, evaluate_examples, predict_items, save_evaluation
 from training.export import register_model, update_card
 from training.manifest import Manifest
+from training.mark_checks import attach_mark_checks
 from training.pipeline import PreparedData
 from wmstudio.brands import BRANDS
 from wmstudio.registry import Registry
@@ -83,6 +84,21 @@ def release_model(
         parent=parent,
         version=version,
     )
+    add_mark_checks(registry, version, data)
+    calibrate_and_evaluate(registry, version, data)
+    return version
+
+
+def add_mark_checks(registry: Registry, version: str, data: PreparedData) -> list[dict]:
+    """Give the version its template checks (built from real train photos) in its card."""
+    card = registry.card(version)
+    entries = attach_mark_checks(registry.path(version), data.real, data.real_dir, card["classes"], int(card["imgsz"]))
+    update_card(registry, version, mark_checks=entries)
+    return entries
+
+
+def calibrate_and_evaluate(registry: Registry, version: str, data: PreparedData) -> dict:
+    """Pick the operating threshold on validation, then evaluate on test with it frozen."""
     folder = registry.path(version)
     detector = Detector.from_version_dir(folder)
     val_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "val")
@@ -92,10 +108,9 @@ def release_model(
     detector.threshold = threshold
     test_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "test")
     results = evaluate_detector(detector, test_sets, threshold, folder / "evaluation", "test")
-    update_card(
+    return update_card(
         registry, version, threshold=threshold, validation_f1=round(val_f1, 4), metrics=headline_metrics(results)
     )
-    return version
 
 
 def evaluate_version(

@@ -15,10 +15,12 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from wmstudio.runtime.postprocess import decode_yolo
+from wmstudio.runtime.mark_check import MarkCheck
+from wmstudio.runtime.postprocess import decode_yolo, iou_matrix
 from wmstudio.runtime.preprocess import letterbox
 
 CANDIDATE_FLOOR = 0.01  # raw candidates kept for heatmaps, PR curves and uncertainty
+SAME_SPOT_IOU = 0.3  # a candidate this close to a fired mark check is the same mark
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Detector:
         version: str = "unversioned",
         threads: int = 2,
         card: dict | None = None,
+        mark_checks: tuple[MarkCheck, ...] = (),
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -74,6 +77,7 @@ class Detector:
         self.threshold = threshold
         self.version = version
         self.card = card or {}
+        self.mark_checks = mark_checks
         self._lock = threading.Lock()
 
     @classmethod
@@ -87,6 +91,7 @@ class Detector:
             card["version"],
             threads,
             card,
+            tuple(MarkCheck.from_card(folder, entry) for entry in card.get("mark_checks", [])),
         )
 
     @classmethod
@@ -105,11 +110,13 @@ class Detector:
         tensor, placement = letterbox(image.convert("RGB"), self.imgsz)
         boxes, scores, classes = decode_yolo(self.raw(tensor), CANDIDATE_FLOOR, iou_threshold)
         boxes = placement.to_original(boxes)
-        detections = tuple(
+        detections = [
             Detection(self.classes[int(c)], float(s), tuple(float(v) for v in b))
             for b, s, c in zip(boxes, scores, classes, strict=True)
-        )
-        return Prediction(image.width, image.height, detections)
+        ]
+        for check in self.mark_checks:
+            detections = apply_mark_check(check, image, detections)
+        return Prediction(image.width, image.height, tuple(sorted(detections, key=lambda d: -d.score)))
 
     def detect(self, image: Image.Image, min_score: float | None = None) -> list[Detection]:
         """Detections at the operating threshold (or ``min_score``)."""
@@ -123,3 +130,21 @@ class Detector:
             "threshold": self.threshold,
             "metrics": self.card.get("metrics", {}),
         }
+
+
+def apply_mark_check(check: MarkCheck, image: Image.Image, detections: list[Detection]) -> list[Detection]:
+    """Fold a fired template check into the detector's candidates (see :mod:`mark_check`).
+
+    Candidates on the same spot, of any brand (one mark is one brand), give way to one detection
+    with the check's box, which is aligned to the mark's own gradients, and the higher of the
+    check's score and the brand's best candidate there. Below its threshold, the check changes
+    nothing.
+    """
+    correlation, box = check.correlation(image)
+    if correlation < check.threshold:
+        return detections
+    overlap = iou_matrix(np.asarray([box]), np.asarray([d.box for d in detections]).reshape(-1, 4))[0]
+    same_spot = [d for d, iou in zip(detections, overlap, strict=True) if iou >= SAME_SPOT_IOU]
+    score = max([check.score(correlation)] + [d.score for d in same_spot if d.brand == check.brand])
+    kept = [d for d, iou in zip(detections, overlap, strict=True) if iou < SAME_SPOT_IOU]
+    return [*kept, Detection(check.brand, score, box)]

@@ -119,7 +119,7 @@ def run_labels(
 ) -> RunResult:
     """Image-level label issues (cross-validated Cleanlab) and box issues (Cleanlab object detection)."""
     from curation.boxes import box_label_issues
-    from curation.labels import detector_features, image_label_issues
+    from curation.labels import detector_features, image_label_issues, labelled_brands
     from curation.predictions import predict_dataset
 
     sync_to_store(dataset, url)
@@ -132,7 +132,10 @@ def run_labels(
         detector, version = loaded
         cached = predict_dataset(dataset, detector, version, url, settings.max_image_pixels)
         predictions = [cached.get(key) for key in keys]
-        features = np.stack([detector_features(p, i.width, i.height) for p, i in zip(predictions, items, strict=True)])
+        brands = labelled_brands([item.brand for item in items])
+        features = np.stack(
+            [detector_features(p, i.width, i.height, brands) for p, i in zip(predictions, items, strict=True)]
+        )
         notes.append(f"detector {version}")
     else:
         features = feature_matrix([dataset.folder / item.path for item in items])

@@ -22,7 +22,7 @@ from curation.dataset import CurationDataset, resolve_dataset
 from curation.decisions import DecisionError, decide
 from curation.duplicates import find_duplicates, refs_of
 from curation.fastdup_backend import fastdup_available, venv_python
-from curation.labels import image_label_issues
+from curation.labels import detector_features, image_label_issues, labelled_brands
 from curation.predictions import ImagePrediction
 from curation.run import run_duplicates, run_labels
 from tests.conftest import ROOT, encode
@@ -175,6 +175,15 @@ def test_cleanlab_flags_the_flipped_image_labels():
     # A label class with a single image cannot be cross-validated: skipped with a reason, no crash.
     findings, info = image_label_issues(keys[:3], ["rumah123", None, None], features[:3])
     assert findings == [] and "skipped" in info
+
+
+def test_label_features_only_for_brands_someone_labelled():
+    """A brand without labels adds only noise features (the listings have no 99.co photo)."""
+    assert labelled_brands(["rumah123", None, "rumah123", "99co"]) == ("rumah123",)
+    assert labelled_brands([None, None]) == ("rumah123", "99co")  # nothing labelled: keep every brand
+    prediction = ImagePrediction({"rumah123": 0.9, "99co": 0.4}, [("rumah123", 0.9, (10.0, 40.0, 90.0, 60.0))])
+    assert detector_features(prediction, 100, 100, ("rumah123",)).shape == (7,)
+    assert detector_features(prediction, 100, 100).shape == (14,)
 
 
 def test_cleanlab_object_detection_names_missing_shifted_and_wrong_brand_boxes():

@@ -81,10 +81,14 @@ def seed_loop_history(state: Path) -> None:
 
 
 def seed_registry(bundled: Path, target: Path) -> Path:
-    """A registry with v1 (the bundled model, champion) and a better challenger v2, both evaluated."""
-    shutil.copytree(bundled, target)
+    """A registry with v1 (the bundled champion, renamed) and a better challenger v2, both evaluated."""
+    champion = Registry(bundled).champion_path()
+    target.mkdir(parents=True)
+    for version in ("v1", "v2"):
+        shutil.copytree(champion, target / version)
+    promotion = {"version": "v1", "previous": None, "action": "promote", "reason": "bundled", "time": "2026-01-01"}
+    (target / "registry.json").write_text(json.dumps({"champion": "v1", "history": [promotion]}))
     registry = Registry(target)
-    shutil.copytree(target / "v1", target / "v2")
     for version, f1 in (("v1", 0.62), ("v2", 0.81)):
         card = registry.card(version)
         card |= {

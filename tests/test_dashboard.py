@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
@@ -135,7 +136,8 @@ def test_predictions_browser_filters_and_detail(live):
 
     app = open_page("predictions")
     no_traceback(app)
-    stored = load_predictions(live["dataset"], "v1")  # the API serves the bundled v1
+    served = httpx.get(f"{get_settings().api_url}/v1/model", timeout=10).json()["version"]
+    stored = load_predictions(live["dataset"], served)  # the API serves the bundled champion
     assert len(stored) == 40, "the predictions went through the API into the store"
     assert "40** of 40 photos match" in texts(app, "markdown")
     assert len(app.image) >= 12  # one page of overlays plus the detail view

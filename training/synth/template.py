@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image
 from scipy.fft import dctn, idctn
 
+from wmstudio.runtime.mark_check import gradients
+
 CANONICAL_SIZE = (400, 88)  # width, height of the mark in the template (aspect of the real mark)
 MARGIN = 0.12  # fraction of the box added on each side so the mark's edges are inside the crop
 
@@ -51,14 +53,6 @@ def _crop(image: Image.Image, box: Sequence[float], shift: tuple[int, int] = (0,
     return np.asarray(crop, dtype=np.float32)
 
 
-def _gradients(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    gx = np.zeros_like(crop)
-    gy = np.zeros_like(crop)
-    gx[:, :-1] = crop[:, 1:] - crop[:, :-1]
-    gy[:-1, :] = crop[1:, :] - crop[:-1, :]
-    return gx, gy
-
-
 def poisson_reconstruct(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     """Integrate a gradient field (least squares, Neumann boundary) with a DCT solve."""
     div = np.zeros_like(gx)
@@ -78,7 +72,7 @@ def poisson_reconstruct(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
 
 
 def _median_gradient_estimate(crops: list[np.ndarray]) -> np.ndarray:
-    grads = [_gradients(c) for c in crops]
+    grads = [gradients(c) for c in crops]
     gx = np.median(np.stack([g[0] for g in grads]), axis=0)
     gy = np.median(np.stack([g[1] for g in grads]), axis=0)
     return poisson_reconstruct(gx, gy)
@@ -86,11 +80,11 @@ def _median_gradient_estimate(crops: list[np.ndarray]) -> np.ndarray:
 
 def _best_shift(image: Image.Image, box: Sequence[float], reference: np.ndarray, radius: int) -> tuple[int, int]:
     """The translation (canonical pixels) whose crop's gradients best match the reference."""
-    ref_mag = np.hypot(*_gradients(reference))
+    ref_mag = np.hypot(*gradients(reference))
     best, best_score = (0, 0), -np.inf
     for dy in range(-radius, radius + 1, 2):
         for dx in range(-radius, radius + 1, 2):
-            mag = np.hypot(*_gradients(_crop(image, box, (dx, dy))))
+            mag = np.hypot(*gradients(_crop(image, box, (dx, dy))))
             score = float((mag * ref_mag).sum() / (np.linalg.norm(mag) + 1e-6))
             if score > best_score:
                 best, best_score = (dx, dy), score

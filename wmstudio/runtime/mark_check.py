@@ -71,7 +71,8 @@ class Placement:
         )
 
 
-def _gradients(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gradients(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forward differences (zero on the last column/row): the estimate and the check share them."""
     gx = np.zeros_like(grey)
     gy = np.zeros_like(grey)
     gx[:, :-1] = grey[:, 1:] - grey[:, :-1]
@@ -95,7 +96,7 @@ class MarkCheck:
             (width, height), Image.Resampling.BOX
         )
         self._size = (width, height)
-        self._template = _gradients(np.asarray(small, dtype=np.float32))
+        self._template = gradients(np.asarray(small, dtype=np.float32))
         self._template_norm = float(np.sqrt((self._template[0] ** 2 + self._template[1] ** 2).sum())) + 1e-6
 
     def correlation(self, image: Image.Image) -> tuple[float, tuple[float, float, float, float]]:
@@ -111,7 +112,7 @@ class MarkCheck:
             crop = grey.transform(
                 (width + 2 * SHIFT, height + 2 * SHIFT), Image.Transform.EXTENT, region, Image.Resampling.BILINEAR
             )
-            gx, gy = _gradients(np.asarray(crop, dtype=np.float32))
+            gx, gy = gradients(np.asarray(crop, dtype=np.float32))
             for dy in range(0, 2 * SHIFT + 1):
                 for dx in range(0, 2 * SHIFT + 1, 2):
                     wx, wy = gx[dy : dy + height, dx : dx + width], gy[dy : dy + height, dx : dx + width]

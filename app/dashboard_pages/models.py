@@ -40,6 +40,7 @@ def _side_by_side(cards: dict[str, dict], champion: str | None) -> None:
             "threshold": card.get("threshold"),
             "data version": card.get("data_version", ""),
             "parent": card.get("parent") or "",
+            "mark checks": ", ".join(f"{c['brand']} ≥ {c['threshold']}" for c in card.get("mark_checks", [])) or "none",
         }
         row |= {k: v for k, v in (card.get("metrics") or {}).items() if isinstance(v, (int, float))}
         rows.append(row)

@@ -58,12 +58,12 @@ def main() -> None:
 
     model_only = timed(lambda: detector.raw(tensor), args.runs)
     end_to_end = timed(lambda: prediction_record(detector, decode_image(data, draft_size=detector.imgsz)), args.runs)
-    served = decode_image(data, draft_size=detector.imgsz).image
-    checks = timed(lambda: [check.correlation(served) for check in detector.mark_checks], args.runs)
-    print(f"model {detector.version}, input {detector.imgsz} px, {args.threads} threads, {args.runs} runs")
     rows = [("model only", model_only), ("1080px JPEG end-to-end", end_to_end)]
     if detector.mark_checks:
+        served = decode_image(data, draft_size=detector.imgsz).image
+        checks = timed(lambda: [check.correlation(served) for check in detector.mark_checks], args.runs)
         rows.append((f"mark checks ({len(detector.mark_checks)})", checks))
+    print(f"model {detector.version}, input {detector.imgsz} px, {args.threads} threads, {args.runs} runs")
     for name, values in rows:
         q = statistics.quantiles(values, n=20)
         print(f"{name:>24}: median {statistics.median(values):6.2f} ms   p95 {q[18]:6.2f} ms")

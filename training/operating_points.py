@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from training.evaluate import evaluate_examples, image_f1_at, predict_items
-from training.manifest import Manifest
+from training.release import default_sets
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
 from wmstudio.settings import get_settings
@@ -29,13 +29,11 @@ def main() -> None:
     settings = get_settings()
     registry = Registry(settings.registry_dir)
     detector = Detector.from_version_dir(registry.resolve(args.version))
-    items = []
-    for name in ("listings", "synthetic-s0"):
-        folder = settings.datasets_dir / name
-        if (folder / "manifest.json").exists():
-            items += [(item, folder) for item in Manifest.load(folder).split(args.split)]
-    if not items:
-        raise SystemExit("no datasets: run `wmstudio train` first")
+    try:
+        sets = default_sets(settings.datasets_dir, args.split)
+    except FileNotFoundError as exc:
+        raise SystemExit(str(exc)) from None
+    items = [entry for items in sets.values() for entry in items]
     examples = predict_items(detector, items, args.split)
     print(f"model {detector.version}, {args.split} split, {len(examples)} photos, default {detector.threshold}")
     print(f"{'min_score':>9} {'F1':>6} " + " ".join(f"{b + ' P/R':>14}" for b in detector.classes) + "  other-mark FP")

@@ -22,6 +22,11 @@ REAL_POSITIVE_REPEATS = 6  # 6 real positives in train: repeated so each epoch s
 REAL_NEGATIVE_REPEATS = 2
 
 
+def default_dirs(datasets_dir: Path, seed: int = 0) -> tuple[Path, Path]:
+    """Where the default recipe keeps the ingested listings and its synthetic set."""
+    return datasets_dir / "listings", datasets_dir / f"synthetic-s{seed}"
+
+
 @dataclass(frozen=True)
 class PreparedData:
     real: Manifest
@@ -33,7 +38,7 @@ class PreparedData:
 
 def prepare_real(listings_dir: Path, datasets_dir: Path, seed: int = 0) -> tuple[Manifest, Path]:
     """Ingest the labelled listings and assign grouped, stratified splits (idempotent)."""
-    real_dir = datasets_dir / "listings"
+    real_dir, _ = default_dirs(datasets_dir)
     manifest, report = ingest(listings_dir, real_dir, name="listings")
     log.info(
         "ingested %s: %d added, %d already present, %d skipped",
@@ -58,7 +63,7 @@ def prepare_default_data(
     """Everything the default training run needs, under ``state_dir``."""
     datasets = state_dir / "datasets"
     real, real_dir = prepare_real(data_dir / "listings", datasets, seed)
-    synthetic_dir = datasets / f"synthetic-s{seed}"
+    _, synthetic_dir = default_dirs(datasets, seed)
     synthetic = build_synthetic(
         synthetic_dir, data_dir / "houses", real, real_dir, synth_counts or DEFAULT_SYNTH_COUNTS, seed
     )

@@ -14,7 +14,7 @@ from training.evaluate import choose_threshold, evaluate_examples, predict_items
 from training.export import register_model, update_card
 from training.manifest import Manifest
 from training.mark_checks import attach_mark_checks
-from training.pipeline import PreparedData
+from training.pipeline import PreparedData, default_dirs
 from wmstudio.brands import BRANDS
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
@@ -113,19 +113,22 @@ def calibrate_and_evaluate(registry: Registry, version: str, data: PreparedData)
     )
 
 
+def default_sets(datasets_dir: Path, split: str, seed: int = 0) -> dict:
+    """The default recipe's real and synthetic items of ``split``, for those that exist."""
+    sets = {}
+    for name, folder in zip(("real", "synthetic"), default_dirs(datasets_dir, seed), strict=True):
+        if (folder / "manifest.json").exists():
+            sets[name] = _items(Manifest.load(folder), folder, split)
+    if not sets:
+        raise FileNotFoundError(f"no datasets under {datasets_dir}: run `wmstudio train` or `wmstudio ingest` first")
+    return sets
+
+
 def evaluate_version(
     registry: Registry, version: str, state_dir: Path, split: str = "test", out_dir: Path | None = None, seed: int = 0
 ) -> dict:
     """Re-evaluate a registered version on the default real and synthetic data."""
-    datasets = state_dir / "datasets"
-    real_dir, synthetic_dir = datasets / "listings", datasets / f"synthetic-s{seed}"
-    sets = {}
-    if (real_dir / "manifest.json").exists():
-        sets["real"] = _items(Manifest.load(real_dir), real_dir, split)
-    if (synthetic_dir / "manifest.json").exists():
-        sets["synthetic"] = _items(Manifest.load(synthetic_dir), synthetic_dir, split)
-    if not sets:
-        raise FileNotFoundError(f"no datasets under {datasets}: run `wmstudio train` or `wmstudio ingest` first")
+    sets = default_sets(state_dir / "datasets", split, seed)
     detector = Detector.from_version_dir(registry.path(version))
     return evaluate_detector(
         detector, sets, detector.threshold, out_dir or registry.path(version) / "evaluation", split
@@ -143,8 +146,7 @@ def rerelease(version: str) -> dict:
 
     settings = get_settings()
     registry = Registry(settings.registry_dir)
-    datasets = settings.state_dir / "datasets"
-    real_dir, synthetic_dir = datasets / "listings", datasets / "synthetic-s0"
+    real_dir, synthetic_dir = default_dirs(settings.state_dir / "datasets")
     data = PreparedData(Manifest.load(real_dir), real_dir, Manifest.load(synthetic_dir), synthetic_dir, Path())
     add_mark_checks(registry, version, data)
     return calibrate_and_evaluate(registry, version, data)

@@ -40,6 +40,18 @@ def bundled_registry() -> Path:
     return BUNDLED_REGISTRY
 
 
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``wmstudio`` as a user would: a fresh interpreter, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "wmstudio.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

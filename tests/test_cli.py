@@ -3,22 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
-from tests.conftest import ROOT, encode, exif_rotated_jpeg, photo
-
-
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "wmstudio.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
+from tests.conftest import encode, exif_rotated_jpeg, photo, run_cli
 
 
 def test_predict_json_schema(tmp_path, bundled_registry):

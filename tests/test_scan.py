@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, encode, photo, truncated_jpeg
+from tests.conftest import encode, photo, run_cli, truncated_jpeg
 from wmstudio.scan import Entry, ScanError, merge_records, parse_shard, read_manifest, shard_entries
 
 SHARDS = 3
 
 
-def run_cli(*args: str, registry: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "wmstudio.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "WMSTUDIO_REGISTRY_DIR": str(registry)},
-    )
+def scan_cli(*args: str, registry: Path) -> subprocess.CompletedProcess:
+    return run_cli(*args, env={"WMSTUDIO_REGISTRY_DIR": str(registry)})
 
 
 @pytest.fixture
@@ -52,7 +43,7 @@ def manifest(tmp_path: Path) -> Path:
 
 def test_three_shards_merged_equal_one_unsharded_scan(tmp_path, manifest, bundled_registry):
     whole = tmp_path / "whole.jsonl"
-    result = run_cli("scan", str(manifest), "--out", str(whole), "--min-score", "0.01", registry=bundled_registry)
+    result = scan_cli("scan", str(manifest), "--out", str(whole), "--min-score", "0.01", registry=bundled_registry)
     assert result.returncode == 0, result.stderr
     assert "9/9" in result.stderr  # the tqdm bar went to stderr
     assert "2 unreadable" in result.stderr
@@ -61,7 +52,7 @@ def test_three_shards_merged_equal_one_unsharded_scan(tmp_path, manifest, bundle
     for i in range(SHARDS):
         out = tmp_path / "results" / f"shard-{i}.jsonl"
         args = ("scan", str(manifest), "--shard", f"{i}/{SHARDS}", "--out", str(out), "--min-score", "0.01")
-        result = run_cli(*args, registry=bundled_registry)
+        result = scan_cli(*args, registry=bundled_registry)
         assert result.returncode == 0, result.stderr
         indices = [json.loads(line)["index"] for line in out.read_text().splitlines()]
         assert indices == [n for n in range(9) if n % SHARDS == i]
@@ -70,7 +61,7 @@ def test_three_shards_merged_equal_one_unsharded_scan(tmp_path, manifest, bundle
 
     merged = tmp_path / "merged.jsonl"
     shuffled = [str(shards[2]), str(shards[0]), str(shards[1])]
-    result = run_cli(
+    result = scan_cli(
         "scan-merge", *shuffled, "--out", str(merged), "--manifest", str(manifest), registry=bundled_registry
     )
     assert result.returncode == 0, result.stderr
@@ -95,19 +86,19 @@ def test_merge_refuses_missing_and_duplicated_shards(tmp_path, manifest, bundled
     shards = []
     for i in range(SHARDS):
         out = tmp_path / f"shard-{i}.jsonl"
-        result = run_cli(
+        result = scan_cli(
             "scan", str(manifest), "--shard", f"{i}/{SHARDS}", "--out", str(out), registry=bundled_registry
         )
         assert result.returncode == 0, result.stderr
         shards.append(str(out))
     merged = tmp_path / "merged.jsonl"
 
-    missing = run_cli("scan-merge", shards[0], shards[2], "--out", str(merged), registry=bundled_registry)
+    missing = scan_cli("scan-merge", shards[0], shards[2], "--out", str(merged), registry=bundled_registry)
     assert missing.returncode == 1
     assert "indices missing: 1, 4, 7" in missing.stderr
     assert not merged.exists()
 
-    doubled = run_cli("scan-merge", *shards, shards[1], "--out", str(merged), registry=bundled_registry)
+    doubled = scan_cli("scan-merge", *shards, shards[1], "--out", str(merged), registry=bundled_registry)
     assert doubled.returncode == 1
     assert "appears twice" in doubled.stderr
 
@@ -134,10 +125,10 @@ def test_merge_with_manifest_catches_a_lost_tail_and_wrong_files(tmp_path):
 
 
 def test_bad_shard_spec_and_missing_manifest_fail_clearly(tmp_path, bundled_registry):
-    result = run_cli("scan", str(tmp_path / "nope.txt"), registry=bundled_registry)
+    result = scan_cli("scan", str(tmp_path / "nope.txt"), registry=bundled_registry)
     assert result.returncode == 2 and "cannot read the manifest" in result.stderr
     (tmp_path / "m.txt").write_text("a.jpg\n")
-    result = run_cli("scan", str(tmp_path / "m.txt"), "--shard", "3/3", registry=bundled_registry)
+    result = scan_cli("scan", str(tmp_path / "m.txt"), "--shard", "3/3", registry=bundled_registry)
     assert result.returncode == 2 and "0 <= i < n" in result.stderr
 
 

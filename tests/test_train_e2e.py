@@ -8,7 +8,7 @@ import logging
 import pytest
 from PIL import Image
 
-from tests.test_cli import run_cli
+from tests.conftest import run_cli
 from training.build import build_synthetic
 from training.export import register_model
 from training.synth.procedural import write_scenes

@@ -18,7 +18,8 @@ def export_onnx(weights: Path, imgsz: int, out_path: Path) -> Path:
 
     exported = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=False, simplify=True))
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(exported, out_path)
+    if exported.resolve() != out_path.resolve():  # Ultralytics writes next to the weights
+        shutil.copyfile(exported, out_path)
     return out_path
 
 

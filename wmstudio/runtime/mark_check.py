@@ -1,13 +1,13 @@
 """A second opinion for a brand whose real mark always sits at one place: a template check.
 
-Rumah123 stamps the same white, semi-transparent wordmark on its listing photos, centred and
-0.105 of the image height (13 of the 14 labelled photos: centre within 0.5 %, height 0.105–0.106;
-the 14th, a narrow photo, has a smaller mark slightly left of centre). Faint marks on busy walls are exactly what a small
-detector trained from scratch misses, yet at that one spot the photo's gradients line up with
-the gradients of the mark's matte, estimated from train photos as in Dekel et al. (CVPR 2017).
-Nothing else in a photo does: on the real train + val photos, decoded as the API decodes them,
-marked photos correlate at 0.25–0.59 (one off-centre photo at 0.03 is the exception) and
-unmarked ones, other agencies' logos included, at most 0.095 (``training.mark_checks`` logs
+Rumah123 stamps the same white, semi-transparent wordmark on its listing photos, centred and 0.105
+of the image height (13 of the 14 labelled photos: centre within 0.5 %, height 0.105–0.106; the
+14th, a narrow photo, has a smaller mark slightly left of centre). Faint marks on busy walls are
+exactly what a small detector trained from scratch misses, yet at that one spot the photo's
+gradients line up with the gradients of the mark's matte, estimated from train photos as in Dekel et
+al. (CVPR 2017). Nothing else in a photo does: on the real train + val photos, decoded as the API
+decodes them, marked photos correlate at 0.25–0.59 (one off-centre photo at 0.03 is the exception)
+and unmarked ones, other agencies' logos included, at most 0.095 (``training.mark_checks`` logs
 these figures at every release).
 
 The check is one small NumPy computation (a few milliseconds, no torch) on the decoded image. It

@@ -25,7 +25,7 @@ here on the learner's probabilities and on its predictions for the TTA views' fe
 ``rank_diverse`` (dHash near-copy demotion), exactly as ``wmstudio queue build`` does.
 
     .venv/bin/python benchmarks/bench_active_learning.py [--repeats 5 --rounds 12 --batch 10 --seed-size 10]
-        [--pool fresh|train]
+        [--pool fresh|train] [--pool-seed 101]
 
 The pool holds photos the detector never trained on (``--pool fresh``, see ``fresh_pool``);
 ``--pool train`` reproduces the first measurement, which wrongly pooled its training images.
@@ -174,25 +174,36 @@ def simulate(pool: dict, test: dict, strategy: str, seed: int, seed_size: int, b
     return curve
 
 
-def fresh_pool(settings, count: int) -> list:
+def fresh_pool(settings, count: int, seed: int) -> list:
     """Unlabelled-pool stand-ins the frozen detector never trained on.
 
     A real queue scores *new* uploads. The detector's own training images are the wrong pool:
     its scores there are in-sample (confident and clean), while the test photos get
     out-of-sample scores, so a learner fitted on pool features meets a different distribution
     at test time, and "uncertain" in-sample photos are merely odd ones. The fresh pool is the
-    training generator re-run with another seed (new marks, placements and opacities on the
-    training houses) plus the real validation photos, which no model was fitted on.
+    training generator re-run with a seed no release of the champion's lineage trained on (new
+    marks, placements and opacities on the training houses) plus the real validation photos,
+    which no model was fitted on.
     """
     from training.build import build_synthetic
     from training.manifest import Manifest
 
     listings = settings.datasets_dir / "listings"
     real = Manifest.load(listings) if (listings / "manifest.json").exists() else None
-    folder = settings.datasets_dir / "al-pool-s1"
+    folder = settings.datasets_dir / f"al-pool-s{seed}"
     houses = settings.data_dir / "houses"
-    manifest = build_synthetic(folder, houses, real, listings if real else None, {"train": count}, seed=1)
+    manifest = build_synthetic(folder, houses, real, listings if real else None, {"train": count}, seed=seed)
     return [(item, folder) for item in manifest.items.values()]
+
+
+def lineage_seeds(registry, version: str) -> set[int]:
+    """Synthetic-data seeds that ``version`` and its warm-start ancestors were trained on."""
+    seeds: set[int] = set()
+    while version:
+        card = registry.card(version)
+        seeds.add(int(card.get("recipe", {}).get("seed", 0)))
+        version = card.get("parent")
+    return seeds
 
 
 def labels_to_reach(curve: np.ndarray, target: float) -> float | None:
@@ -215,6 +226,9 @@ def main() -> None:
         help="fresh: photos the detector never trained on (default); train: its own training images",
     )
     parser.add_argument("--pool-size", type=int, default=1100, help="fresh synthetic photos in the pool")
+    parser.add_argument(
+        "--pool-seed", type=int, default=101, help="generator seed of the fresh pool (must differ from training seeds)"
+    )
     args = parser.parse_args()
 
     from training.manifest import Manifest
@@ -225,7 +239,10 @@ def main() -> None:
 
     settings = get_settings()
     apply_offline_env(settings.state_dir)
-    detector = Detector.from_version_dir(Registry(settings.registry_dir).champion_path(), settings.inference_threads)
+    registry = Registry(settings.registry_dir)
+    detector = Detector.from_version_dir(registry.champion_path(), settings.inference_threads)
+    if args.pool == "fresh" and args.pool_seed in (trained := lineage_seeds(registry, detector.version)):
+        sys.exit(f"--pool-seed {args.pool_seed} is in-sample: {detector.version}'s lineage trained on seeds {trained}")
     sets: dict[str, list] = {"pool": [], "test": []}
     for name in ("synthetic-s0", "listings"):
         folder = settings.datasets_dir / name
@@ -236,7 +253,7 @@ def main() -> None:
         sets["pool"] += [(i, folder) for i in manifest.items.values() if i.split == pool_split]
         sets["test"] += [(i, folder) for i in manifest.items.values() if i.split == "test"]
     if args.pool == "fresh":
-        sets["pool"] += fresh_pool(settings, args.pool_size)
+        sets["pool"] += fresh_pool(settings, args.pool_size, args.pool_seed)
     if not sets["pool"] or not sets["test"]:
         sys.exit("no datasets: run `wmstudio train` (or `wmstudio synth` and `wmstudio ingest`) first")
     print(f"model {detector.version}; pool {len(sets['pool'])} images, test {len(sets['test'])} images")

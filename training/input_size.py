@@ -17,9 +17,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from training.evaluate import choose_threshold, evaluate_examples, predict_items
+from training.evaluate import evaluate_examples
 from training.export import export_onnx
-from training.release import default_sets
+from training.release import default_sets, threshold_on_validation
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
 from wmstudio.settings import get_settings
@@ -40,9 +40,8 @@ def copy_at_size(version_dir: Path, size: int, work: Path) -> Path:
 
 
 def validation_figures(detector: Detector, sets: dict) -> dict:
-    """Threshold picked on all validation photos, then F1 and AP50 per set and brand."""
-    examples = {name: predict_items(detector, items, f"val {name} @{detector.imgsz}") for name, items in sets.items()}
-    threshold, f1 = choose_threshold([e for ex in examples.values() for e in ex], detector.classes)
+    """Threshold picked on all validation photos (as a release does), then F1 and AP50 per set and brand."""
+    threshold, f1, examples = threshold_on_validation(detector, sets)
     results = {name: evaluate_examples(ex, detector.classes, threshold) for name, ex in examples.items()}
     return {"threshold": threshold, "f1": f1, "results": results}
 
@@ -59,13 +58,13 @@ def main() -> None:
         sets = default_sets(settings.datasets_dir, "val")
     except FileNotFoundError as exc:
         raise SystemExit(str(exc)) from None
+    brands = json.loads((version_dir / "model_card.json").read_text())["classes"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="wmstudio-size-") as scratch:
         work = args.work or Path(scratch)
         for size in (int(s) for s in args.sizes.split(",")):
             detector = Detector.from_version_dir(copy_at_size(version_dir, size, work))
             rows.append((size, validation_figures(detector, sets)))
-    brands = detector.classes
     print(f"model {version_dir.name}, validation split")
     print(f"{'size':>5} {'threshold':>9} {'val F1':>7} " + " ".join(f"{'synth AP50 ' + b:>20}" for b in brands))
     for size, figures in rows:

@@ -97,13 +97,20 @@ def add_mark_checks(registry: Registry, version: str, data: PreparedData) -> lis
     return entries
 
 
+def threshold_on_validation(detector: Detector, val_sets: dict) -> tuple[float, float, dict[str, list]]:
+    """The operating threshold with the best F1 over all validation photos, that F1, and the
+    per-set validation predictions (so callers can score them without predicting twice)."""
+    examples = {name: predict_items(detector, items, f"val {name}") for name, items in val_sets.items() if items}
+    threshold, f1 = choose_threshold([e for ex in examples.values() for e in ex], detector.classes)
+    return threshold, f1, examples
+
+
 def calibrate_and_evaluate(registry: Registry, version: str, data: PreparedData) -> dict:
     """Pick the operating threshold on validation, then evaluate on test with it frozen."""
     folder = registry.path(version)
     detector = Detector.from_version_dir(folder)
     val_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "val")
-    val_examples = [e for items in val_sets.values() for e in predict_items(detector, items, "val")]
-    threshold, val_f1 = choose_threshold(val_examples, detector.classes)
+    threshold, val_f1, _ = threshold_on_validation(detector, val_sets)
     log.info("operating threshold %.2f (validation F1 %.3f)", threshold, val_f1)
     detector.threshold = threshold
     test_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "test")

@@ -11,10 +11,12 @@ import pytest
 from PIL import Image
 
 from training.build import build_synthetic, house_split
+from training.pipeline import default_dirs
 from training.synth.compose import SynthConfig, SyntheticGenerator
 from training.synth.fonts import available_fonts, fonts_for
-from training.synth.marks import render_99co, render_other, render_rumah123
+from training.synth.marks import RenderedMark, render_99co, render_other, render_rumah123
 from training.synth.template import estimate_template
+from training.synth.variation import MarkVariation
 
 
 def _flat_backgrounds(folder: Path, count: int = 6) -> list[Path]:
@@ -125,3 +127,66 @@ def test_houses_split_by_house_not_by_photo():
 def test_fonts_without_latin_glyphs_are_excluded():
     names = {f.name for f in available_fonts()}
     assert not any(name.startswith(("LastResort", "STIXNonUni")) for name in names)
+
+
+def _other_mark() -> RenderedMark:
+    rng = random.Random(2)
+    return render_other(fonts_for("train")[0], 60, rng)
+
+
+def test_glyph_variation_changes_train_marks_and_keeps_their_label():
+    mark = _other_mark()
+    varied = [MarkVariation(random.Random(seed))(mark) for seed in range(12)]
+    assert all(v.label == "other" and v.image.mode == "RGBA" for v in varied)
+    assert all(np.asarray(v.image.getchannel("A")).max() > 200 for v in varied), "a variation erased the mark"
+    sizes = {v.image.size for v in varied}
+    assert len(sizes) > 3, "weight, slant and width variations should change the coverage's shape"
+
+
+def test_slant_shears_the_top_row_right_for_italic():
+    coverage = Image.new("L", (20, 40), 0)
+    coverage.paste(255, (0, 0, 4, 40))  # a vertical bar at the left edge
+    italic = np.asarray(MarkVariation._slant(coverage, 0.3))
+    top_ink, bottom_ink = np.nonzero(italic[1])[0].mean(), np.nonzero(italic[-2])[0].mean()
+    assert top_ink > bottom_ink + 8
+
+
+def test_glyph_variation_touches_only_the_train_split(tmp_path):
+    """Validation and test renderings are the same with variation on or off (figures stay comparable)."""
+    backgrounds = _flat_backgrounds(tmp_path / "bg", 4)
+    plain = SynthConfig(vary_glyphs=False)
+    for split in ("val", "test"):
+        with_variation = [SyntheticGenerator(split, 0).generate(b).image_bytes for b in backgrounds]
+        without = [SyntheticGenerator(split, 0, config=plain).generate(b).image_bytes for b in backgrounds]
+        assert with_variation == without
+    varied = [SyntheticGenerator("train", 0).generate(b) for b in backgrounds * 3]
+    unvaried = [SyntheticGenerator("train", 0, config=plain).generate(b) for b in backgrounds * 3]
+    assert [v.image_bytes for v in varied] != [u.image_bytes for u in unvaried]
+    # its own random stream: the same photos get a brand mark with or without variation
+    assert [bool(v.boxes) for v in varied] == [bool(u.boxes) for u in unvaried]
+
+
+def test_cached_synthetic_set_is_rebuilt_when_the_fonts_change(tmp_path, monkeypatch):
+    _flat_backgrounds(tmp_path / "houses", 4)
+    counts = {"train": 3}
+    build_synthetic(tmp_path / "synth", tmp_path / "houses", counts=counts, seed=1)
+    image = tmp_path / "synth" / "images" / "train" / "train_00000.jpg"
+    image.write_bytes(b"stale")
+    build_synthetic(tmp_path / "synth", tmp_path / "houses", counts=counts, seed=1)
+    assert image.read_bytes() == b"stale", "same generator, fonts, counts and seed: the cache is reused"
+    monkeypatch.setattr("training.build.font_fingerprint", lambda: "other-fonts")
+    manifest = build_synthetic(tmp_path / "synth", tmp_path / "houses", counts=counts, seed=1)
+    assert image.read_bytes() != b"stale"
+    assert manifest.reports[-1]["fonts"] == "other-fonts"
+
+
+def test_ablation_without_glyph_variation_gets_its_own_folder_and_stamp(tmp_path):
+    _flat_backgrounds(tmp_path / "houses", 4)
+    _, varied_dir = default_dirs(tmp_path)
+    _, plain_dir = default_dirs(tmp_path, glyph_variation=False)
+    assert varied_dir != plain_dir, "the ablation must not overwrite the default recipe's set"
+    plain = build_synthetic(
+        plain_dir, tmp_path / "houses", counts={"train": 2}, seed=1, config=SynthConfig(vary_glyphs=False)
+    )
+    varied = build_synthetic(varied_dir, tmp_path / "houses", counts={"train": 2}, seed=1)
+    assert plain.reports[-1]["glyph_variation"] is False and varied.reports[-1]["glyph_variation"] is True

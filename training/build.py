@@ -17,13 +17,14 @@ from tqdm import tqdm
 
 from training.ingest import IMAGE_SUFFIXES
 from training.manifest import Box, Item, Manifest
-from training.synth.compose import SyntheticGenerator
+from training.synth.compose import SynthConfig, SyntheticGenerator
+from training.synth.fonts import font_fingerprint
 from training.synth.template import WatermarkTemplate, estimate_template
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SYNTH_COUNTS = {"train": 1100, "val": 150, "test": 300}
-GENERATOR_VERSION = 3  # bump when the generator's output changes, so cached sets are rebuilt
+GENERATOR_VERSION = 4  # bump when the generator's output changes, so cached sets are rebuilt
 HOUSE_SPLIT_SHARES = (("train", 0.8), ("val", 0.08), ("test", 0.12))
 
 
@@ -77,12 +78,18 @@ def build_synthetic(
     counts: dict[str, int] | None = None,
     seed: int = 0,
     extra_backgrounds: Sequence[Path] = (),
+    config: SynthConfig | None = None,
 ) -> Manifest:
     """Generate the synthetic splits into ``out_dir`` and return their manifest."""
     counts = counts or DEFAULT_SYNTH_COUNTS
+    config = config or SynthConfig()
     stamp = {
         "kind": "synthetic",
         "generator_version": GENERATOR_VERSION,
+        # The renderings depend on the machine's fonts: a set cached before fonts were added or
+        # removed is not what this machine would draw, so it is rebuilt.
+        "fonts": font_fingerprint(),
+        "glyph_variation": config.vary_glyphs,
         "counts": counts,
         "seed": seed,
         "real_data_version": real.version() if real is not None else None,
@@ -104,7 +111,7 @@ def build_synthetic(
         backgrounds = backgrounds_for(split, houses_dir, real, real_dir) + list(extra_backgrounds)
         if not backgrounds or count <= 0:
             continue
-        generator = SyntheticGenerator(split, seed, template_mark if split == "train" else None)
+        generator = SyntheticGenerator(split, seed, template_mark if split == "train" else None, config)
         for index in tqdm(range(count), desc=f"synth {split}", unit="img"):
             background = backgrounds[(index * 7919 + seed) % len(backgrounds)]
             drawn = generator.generate(background)

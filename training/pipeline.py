@@ -14,6 +14,7 @@ from training.build import DEFAULT_SYNTH_COUNTS, build_synthetic
 from training.ingest import ingest
 from training.manifest import Manifest
 from training.splits import assign_splits
+from training.synth.compose import SynthConfig
 from training.yolo_data import Source, write_yolo_dataset
 
 log = logging.getLogger(__name__)
@@ -22,9 +23,14 @@ REAL_POSITIVE_REPEATS = 6  # 6 real positives in train: repeated so each epoch s
 REAL_NEGATIVE_REPEATS = 2
 
 
-def default_dirs(datasets_dir: Path, seed: int = 0) -> tuple[Path, Path]:
-    """Where the default recipe keeps the ingested listings and its synthetic set."""
-    return datasets_dir / "listings", datasets_dir / f"synthetic-s{seed}"
+def default_dirs(datasets_dir: Path, seed: int = 0, glyph_variation: bool = True) -> tuple[Path, Path]:
+    """Where the default recipe keeps the ingested listings and its synthetic set.
+
+    A set drawn without glyph variation (the ablation) gets its own folder: only its train split
+    differs, but the default folder must always hold what the default recipe trains on.
+    """
+    suffix = "" if glyph_variation else "-plain"
+    return datasets_dir / "listings", datasets_dir / f"synthetic-s{seed}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -59,19 +65,26 @@ def prepare_default_data(
     state_dir: Path,
     synth_counts: dict[str, int] | None = None,
     seed: int = 0,
+    glyph_variation: bool = True,
 ) -> PreparedData:
     """Everything the default training run needs, under ``state_dir``."""
     datasets = state_dir / "datasets"
     real, real_dir = prepare_real(data_dir / "listings", datasets, seed)
-    _, synthetic_dir = default_dirs(datasets, seed)
+    _, synthetic_dir = default_dirs(datasets, seed, glyph_variation)
     synthetic = build_synthetic(
-        synthetic_dir, data_dir / "houses", real, real_dir, synth_counts or DEFAULT_SYNTH_COUNTS, seed
+        synthetic_dir,
+        data_dir / "houses",
+        real,
+        real_dir,
+        synth_counts or DEFAULT_SYNTH_COUNTS,
+        seed,
+        config=SynthConfig(vary_glyphs=glyph_variation),
     )
     data_yaml = write_yolo_dataset(
         [
             Source(real, real_dir, REAL_POSITIVE_REPEATS, REAL_NEGATIVE_REPEATS),
             Source(synthetic, synthetic_dir),
         ],
-        state_dir / "yolo" / f"default-s{seed}",
+        state_dir / "yolo" / synthetic_dir.name.replace("synthetic", "default"),
     )
     return PreparedData(real, real_dir, synthetic, synthetic_dir, data_yaml)

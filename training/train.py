@@ -33,6 +33,7 @@ class TrainRecipe:
     close_mosaic: int = 3
     warm_start: str | None = None  # path of an earlier best.pt
     fine_tune_lr: float = 5e-4  # AdamW learning rate used instead of lr0 when warm-starting
+    glyph_variation: bool = True  # data, not a YOLO argument: train marks drawn with varied glyphs
     threads: int | None = None  # torch CPU threads; None keeps Ultralytics' choice (cores - 1)
     extra: dict = field(default_factory=dict)
 

@@ -130,6 +130,9 @@ def train(
     warm_start: Annotated[str | None, typer.Option(help="'champion' or a .pt path to start from.")] = None,
     synth_train: int = 1100,
     seed: int = 0,
+    glyph_variation: Annotated[
+        bool, typer.Option(help="Vary train marks' stroke weight, slant and width (off: the ablation).")
+    ] = True,
     run_name: Annotated[str | None, typer.Option(help="Run folder name (reuse with --resume).")] = None,
     resume: Annotated[bool, typer.Option(help="Resume an interrupted run.")] = False,
     register: Annotated[bool, typer.Option(help="Export, evaluate and register the result.")] = True,
@@ -150,7 +153,7 @@ def train(
     elif warm_start:
         start = warm_start
     data = prepare_default_data(
-        settings.data_dir, settings.state_dir, {"train": synth_train, "val": 150, "test": 300}, seed
+        settings.data_dir, settings.state_dir, {"train": synth_train, "val": 150, "test": 300}, seed, glyph_variation
     )
     recipe = TrainRecipe(
         model=model,
@@ -160,6 +163,7 @@ def train(
         augmentation=augmentation,
         seed=seed,
         warm_start=start,
+        glyph_variation=glyph_variation,
     )
     run_dir = settings.runs_dir / (run_name or f"train-s{seed}")
     best = run_train(data.data_yaml, run_dir, recipe, resume=resume)

@@ -18,6 +18,7 @@ from PIL import Image, ImageFilter
 
 from training.synth.fonts import fonts_for
 from training.synth.marks import RENDERERS, RenderedMark
+from training.synth.variation import MarkVariation
 
 MAX_SIDE = 640  # synthetic photos are stored at most this large: training runs at 320 px
 VISIBLE_FRACTION = 0.4  # a tiled mark cut by the border is labelled only if this much shows
@@ -40,6 +41,7 @@ class SynthConfig:
         default_factory=lambda: {"centre": 0.45, "corner": 0.2, "anywhere": 0.25, "tiled": 0.1}
     )
     jpeg_quality: tuple[int, int] = (35, 95)
+    vary_glyphs: bool = True  # train split only: see training.synth.variation
 
 
 @dataclass(frozen=True)
@@ -173,11 +175,16 @@ class SyntheticGenerator:
         self.fonts = fonts_for(split)
         self.template_mark = template_mark
         self.config = config or SynthConfig()
+        # Its own stream, so varying train glyphs never shifts what else the generator draws.
+        vary = split == "train" and self.config.vary_glyphs
+        self.variation = MarkVariation(random.Random(f"variation:{split}:{seed}")) if vary else None
 
     def _render(self, label: str, height: int) -> RenderedMark:
         if label == "rumah123" and self.template_mark is not None and self.rng.random() < self.config.p_template:
-            return RenderedMark(self.template_mark, "rumah123")
-        return RENDERERS[label](self.rng.choice(self.fonts), height * 2, self.rng)
+            mark = RenderedMark(self.template_mark, "rumah123")
+        else:
+            mark = RENDERERS[label](self.rng.choice(self.fonts), height * 2, self.rng)
+        return self.variation(mark) if self.variation is not None else mark
 
     def _draw(self, canvas: Image.Image, label: str, placement: str) -> list[DrawnBox]:
         rng = self.rng

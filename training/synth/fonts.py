@@ -65,6 +65,14 @@ def font_split(path: Path) -> str:
     return "test" if digest % 4 == 0 else "train"
 
 
+def font_fingerprint() -> str:
+    """A short hash of the usable fonts' names and sizes: what the synthetic sets depend on."""
+    digest = hashlib.sha1()
+    for path in available_fonts():
+        digest.update(f"{path.name}:{path.stat().st_size};".encode())
+    return digest.hexdigest()[:12]
+
+
 def fonts_for(split: str) -> tuple[Path, ...]:
     """Fonts for a synthetic split: test and val use held-out fonts, train the others."""
     fonts = available_fonts()

@@ -73,7 +73,7 @@ def _text_layer(text: str, font: ImageFont.FreeTypeFont, stroke: int = 0) -> Ima
     return layer
 
 
-def _pin_icon(height: int, rng: random.Random) -> Image.Image:
+def pin_icon(height: int, rng: random.Random) -> Image.Image:
     """A map-pin (the Rumah123 icon family): a disc over a point, sometimes with a hole/house."""
     width = int(height * rng.uniform(0.62, 0.8))
     scale = 4
@@ -132,7 +132,7 @@ def _generic_icon(height: int, rng: random.Random) -> Image.Image:
     return big.resize((height, height), Image.LANCZOS)
 
 
-def _join(parts: list[Image.Image], gap: int, vertical: bool = False) -> Image.Image:
+def join_layers(parts: list[Image.Image], gap: int, vertical: bool = False) -> Image.Image:
     """Lay out coverage layers side by side (or stacked), centred on the cross axis."""
     if vertical:
         width = max(p.width for p in parts)
@@ -165,8 +165,8 @@ def render_rumah123(font: Path, height: int, rng: random.Random) -> RenderedMark
     stroke = rng.choice((0, 0, 0, 1))
     words = _text_layer(text, _font(font, int(height * rng.uniform(0.75, 0.95))), stroke)
     if rng.random() < 0.85:
-        icon = _pin_icon(int(height * rng.uniform(0.95, 1.15)), rng)
-        layer = _join([icon, words], gap=int(height * rng.uniform(0.1, 0.3)))
+        icon = pin_icon(int(height * rng.uniform(0.95, 1.15)), rng)
+        layer = join_layers([icon, words], gap=int(height * rng.uniform(0.1, 0.3)))
     else:
         layer = words
     return RenderedMark(_as_rgba(layer), "rumah123")
@@ -188,10 +188,10 @@ def render_99co(font: Path, height: int, rng: random.Random) -> RenderedMark:
         layer = _text_layer(text, big, stroke=rng.choice((0, 0, 1)))
         if style == "icon":
             icon = _house_icon(int(layer.height * rng.uniform(1.0, 1.3)), rng)
-            layer = _join([icon, layer], gap=int(height * 0.2))
+            layer = join_layers([icon, layer], gap=int(height * 0.2))
         elif style == "stacked":
             icon = _house_icon(int(layer.height * 1.2), rng)
-            layer = _join([icon, layer], gap=int(height * 0.1), vertical=True)
+            layer = join_layers([icon, layer], gap=int(height * 0.1), vertical=True)
     return RenderedMark(_as_rgba(layer), "99co")
 
 
@@ -200,7 +200,7 @@ def render_other(font: Path, height: int, rng: random.Random) -> RenderedMark:
     text = rng.choice(HARD_NEGATIVE_TEXTS)
     layer = _text_layer(text, _font(font, int(height * rng.uniform(0.7, 1.0))), rng.choice((0, 0, 1)))
     if rng.random() < 0.4:
-        layer = _join([_generic_icon(int(height * 1.05), rng), layer], gap=int(height * 0.2))
+        layer = join_layers([_generic_icon(int(height * 1.05), rng), layer], gap=int(height * 0.2))
     return RenderedMark(_as_rgba(layer), "other")
 
 

@@ -1,0 +1,139 @@
+"""Why a version misses marks: each missed box sorted into a cause, by brand and mark size.
+
+AP and F1 say how often the detector is wrong, not why, and the fix depends on the why. A miss
+found in the right place with the right brand but under the threshold calls for better
+generalisation (the glyphs look unfamiliar); one called the wrong brand calls for telling the
+brands apart; one not found at all calls for more small or faint marks in training. Hard
+negatives that raise an alarm are listed with the brand they were mistaken for.
+
+Run it on validation (the default): choosing what to change by looking at test errors would
+turn the test set into a tuning set.
+
+    python -m training.error_analysis v5 [--split val] [--show 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from curation.boxes import iou
+from training.evaluate import Example, predict_items
+from training.release import default_sets
+from wmstudio.registry import Registry
+from wmstudio.runtime import Detector
+from wmstudio.settings import get_settings
+
+MATCH_IOU = 0.5
+SIZE_BUCKETS = ((0.05, "small (<5% of height)"), (0.09, "medium (5-9%)"), (float("inf"), "large (>=9%)"))
+CAUSES = ("found", "low score", "wrong brand", "not found")
+
+
+@dataclass(frozen=True)
+class BoxOutcome:
+    """What became of one labelled box."""
+
+    path: str
+    brand: str
+    size: str
+    cause: str
+    best_score: float  # the best same-place candidate's score (any brand), 0 if none
+
+
+def size_bucket(box_height: float, image_height: int) -> str:
+    share = box_height / image_height
+    return next(name for limit, name in SIZE_BUCKETS if share < limit)
+
+
+def box_outcomes(examples: list[Example], threshold: float) -> list[BoxOutcome]:
+    """Sort every labelled box by what the detector made of it at ``threshold``."""
+    outcomes = []
+    for example in examples:
+        item, candidates = example.item, example.prediction.candidates
+        for truth in item.boxes:
+            same_place = [d for d in candidates if iou(d.box, tuple(truth.box)) >= MATCH_IOU]
+            right = [d for d in same_place if d.brand == truth.brand]
+            best_right = max((d.score for d in right), default=0.0)
+            best_any = max(same_place, key=lambda d: d.score, default=None)
+            if best_right >= threshold:
+                cause = "found"
+            elif best_any is not None and best_any.brand != truth.brand and best_any.score >= threshold:
+                cause = "wrong brand"
+            elif best_right > 0:
+                cause = "low score"
+            else:
+                cause = "not found"
+            outcomes.append(
+                BoxOutcome(
+                    item.path,
+                    truth.brand,
+                    size_bucket(truth.box[3] - truth.box[1], item.height),
+                    cause,
+                    round(best_any.score if best_any else 0.0, 3),
+                )
+            )
+    return outcomes
+
+
+def false_alarms(examples: list[Example], threshold: float) -> list[tuple[str, str, float]]:
+    """(path, brand, score) of the top alarm on every photo with no brand mark."""
+    alarms = []
+    for example in examples:
+        if example.item.boxes or example.item.brand:
+            continue
+        above = example.prediction.above(threshold)
+        if above:
+            top = max(above, key=lambda d: d.score)
+            alarms.append((example.item.path, top.brand, round(top.score, 3)))
+    return alarms
+
+
+def cause_table(outcomes: list[BoxOutcome]) -> list[tuple[str, str, int, dict[str, int]]]:
+    """Rows of (brand, size, boxes, count per cause)."""
+    groups: dict[tuple[str, str], Counter] = {}
+    for outcome in outcomes:
+        groups.setdefault((outcome.brand, outcome.size), Counter())[outcome.cause] += 1
+    order = {name: index for index, (_, name) in enumerate(SIZE_BUCKETS)}
+    return [
+        (brand, size, sum(counts.values()), {cause: counts.get(cause, 0) for cause in CAUSES})
+        for (brand, size), counts in sorted(groups.items(), key=lambda kv: (kv[0][0], order[kv[0][1]]))
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("version")
+    parser.add_argument("--split", default="val", choices=("val", "test"))
+    parser.add_argument("--show", type=int, default=10, help="list this many misses and false alarms")
+    args = parser.parse_args()
+    settings = get_settings()
+    registry = Registry(settings.registry_dir)
+    try:
+        detector = Detector.from_version_dir(registry.path(args.version))
+        sets = default_sets(settings.state_dir / "datasets", args.split)
+    except FileNotFoundError as exc:
+        raise SystemExit(str(exc)) from None
+    threshold = detector.threshold
+    print(f"{args.version} on {args.split}, threshold {threshold:.2f}")
+    for name, items in sets.items():
+        examples = predict_items(detector, items, f"{args.split} {name}")
+        outcomes = box_outcomes(examples, threshold)
+        alarms = false_alarms(examples, threshold)
+        print(f"\n{name}: {len(outcomes)} labelled boxes")
+        print(f"{'brand':>9} {'size':>22} {'boxes':>6} " + " ".join(f"{c:>12}" for c in CAUSES))
+        for brand, size, total, counts in cause_table(outcomes):
+            print(f"{brand:>9} {size:>22} {total:>6} " + " ".join(f"{counts[c]:>12}" for c in CAUSES))
+        negatives = sum(1 for e in examples if not e.item.boxes and not e.item.brand)
+        print(f"false alarms on photos without a brand mark: {len(alarms)}/{negatives}")
+        misses = [o for o in outcomes if o.cause != "found"]
+        for outcome in sorted(misses, key=lambda o: -o.best_score)[: args.show]:
+            where = f"{outcome.brand} {outcome.size}"
+            print(f"  miss  {Path(outcome.path).name}: {where}, {outcome.cause} ({outcome.best_score})")
+        for path, brand, score in sorted(alarms, key=lambda a: -a[2])[: args.show]:
+            print(f"  alarm {Path(path).name}: {brand} {score}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Train-only variation of a rendered mark's glyph shapes: weight, slant, width, look-alike icons.
+
+Error analysis of v5 on the synthetic *validation* split (held-out fonts) showed most misses
+were marks found in the right place with the right brand but at a low score (0.05-0.3): the
+detector had learnt the training fonts' glyph shapes rather than the wordmark. With only a few
+dozen offline fonts, this widens the family of shapes a training mark can take (bolder or
+thinner strokes, italic or back-slanted, condensed or expanded) so that no one font's shapes
+are what the model keys on. The same happens to hard negatives, so "distorted" never means
+"brand"; some hard negatives also get the Rumah123-style map pin, because other agencies'
+marks with a pin (Rumahku, rumah.com) were the commonest false alarm.
+
+It draws from its own random stream and only for the train split, so the validation and test
+renderings stay byte-identical and earlier versions' figures remain comparable.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from training.synth.marks import RenderedMark, join_layers, pin_icon
+
+P_WEIGHT = 0.35  # bolder or thinner strokes
+P_SLANT = 0.35
+P_WIDTH = 0.3
+P_PIN_ON_OTHER = 0.15
+MIN_KEPT_COVERAGE = 0.5  # thinning that erases more than half a mark's ink is skipped
+
+
+class MarkVariation:
+    """Seeded glyph-shape variation applied to a mark's coverage (alpha) before styling."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def __call__(self, mark: RenderedMark) -> RenderedMark:
+        coverage = mark.image.getchannel("A")
+        if mark.label == "other" and self.rng.random() < P_PIN_ON_OTHER:
+            icon = pin_icon(int(coverage.height * self.rng.uniform(0.95, 1.15)), self.rng)
+            coverage = join_layers([icon, coverage], gap=int(coverage.height * self.rng.uniform(0.1, 0.3)))
+        if self.rng.random() < P_WEIGHT:
+            coverage = self._weight(coverage)
+        if self.rng.random() < P_SLANT:
+            coverage = self._slant(coverage, self.rng.uniform(-0.3, 0.3))
+        if self.rng.random() < P_WIDTH:
+            factor = self.rng.uniform(0.75, 1.3)
+            coverage = coverage.resize((max(4, int(coverage.width * factor)), coverage.height), Image.LANCZOS)
+        image = Image.new("RGBA", coverage.size, (255, 255, 255, 0))
+        image.putalpha(coverage)
+        return RenderedMark(image, mark.label)
+
+    def _weight(self, coverage: Image.Image) -> Image.Image:
+        """Bolder (max filter) or thinner (min filter) strokes, by one to two pixels a side."""
+        size = self.rng.choice((3, 3, 5)) if coverage.height >= 40 else 3
+        if self.rng.random() < 0.6:
+            return coverage.filter(ImageFilter.MaxFilter(size))
+        thinner = coverage.filter(ImageFilter.MinFilter(size))
+        ink_before = np.asarray(coverage, dtype=np.float32).sum()
+        if ink_before == 0 or np.asarray(thinner, dtype=np.float32).sum() < MIN_KEPT_COVERAGE * ink_before:
+            return coverage
+        return thinner
+
+    @staticmethod
+    def _slant(coverage: Image.Image, shear: float) -> Image.Image:
+        """Italic (shear > 0) or back-slanted text: x' = x - shear * (y - height)."""
+        pad = int(abs(shear) * coverage.height) + 2
+        width = coverage.width + pad
+        offset = -pad if shear > 0 else 0
+        # The affine maps output pixels back to input: x_in = x_out + shear * y_out + offset.
+        return coverage.transform(
+            (width, coverage.height),
+            Image.AFFINE,
+            (1, shear, offset, 0, 1, 0),
+            resample=Image.BICUBIC,
+        )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from curation.loop import GateConfig, gate
 from training.release import evaluate_version, headline_metrics
+from training.script_errors import exit_on_user_error
 from wmstudio.registry import Registry
 from wmstudio.settings import get_settings
 
@@ -41,6 +42,7 @@ def split_metrics(registry: Registry, versions: list[str], state_dir: Path, spli
     return metrics
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("versions", nargs="+")
@@ -48,10 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = get_settings()
     registry = Registry(settings.registry_dir)
-    try:
-        metrics = split_metrics(registry, args.versions, settings.state_dir, args.split)
-    except FileNotFoundError as exc:
-        raise SystemExit(str(exc)) from None
+    metrics = split_metrics(registry, args.versions, settings.state_dir, args.split)
     print(f"{args.split} split, each version at its own operating threshold")
     print(f"{'version':>8} " + " ".join(f"{title:>16}" for _, title in COLUMNS))
     for version, values in metrics.items():

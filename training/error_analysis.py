@@ -22,6 +22,7 @@ from pathlib import Path
 from curation.boxes import iou
 from training.evaluate import Example, predict_items
 from training.release import default_sets
+from training.script_errors import exit_on_user_error
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
 from wmstudio.settings import get_settings
@@ -102,6 +103,7 @@ def cause_table(outcomes: list[BoxOutcome]) -> list[tuple[str, str, int, dict[st
     ]
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("version")
@@ -110,11 +112,8 @@ def main() -> None:
     args = parser.parse_args()
     settings = get_settings()
     registry = Registry(settings.registry_dir)
-    try:
-        detector = Detector.from_version_dir(registry.path(args.version))
-        sets = default_sets(settings.state_dir / "datasets", args.split)
-    except FileNotFoundError as exc:
-        raise SystemExit(str(exc)) from None
+    detector = Detector.from_version_dir(registry.path(args.version))
+    sets = default_sets(settings.state_dir / "datasets", args.split)
     threshold = detector.threshold
     print(f"{args.version} on {args.split}, threshold {threshold:.2f}")
     for name, items in sets.items():

@@ -20,6 +20,7 @@ from pathlib import Path
 from training.evaluate import evaluate_examples
 from training.export import export_onnx
 from training.release import default_sets, threshold_on_validation
+from training.script_errors import exit_on_user_error
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
 from wmstudio.settings import get_settings
@@ -46,6 +47,7 @@ def validation_figures(detector: Detector, sets: dict) -> dict:
     return {"threshold": threshold, "f1": f1, "results": results}
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("version", nargs="?", default=None, help="model version (default: the champion)")
@@ -54,10 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = get_settings()
     version_dir = Registry(settings.registry_dir).resolve(args.version)
-    try:
-        sets = default_sets(settings.datasets_dir, "val")
-    except FileNotFoundError as exc:
-        raise SystemExit(str(exc)) from None
+    sets = default_sets(settings.datasets_dir, "val")
     brands = json.loads((version_dir / "model_card.json").read_text())["classes"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="wmstudio-size-") as scratch:

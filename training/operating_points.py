@@ -13,6 +13,7 @@ import argparse
 
 from training.evaluate import evaluate_examples, image_f1_at, predict_items
 from training.release import default_sets
+from training.script_errors import exit_on_user_error
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
 from wmstudio.settings import get_settings
@@ -20,6 +21,7 @@ from wmstudio.settings import get_settings
 DEFAULT_SCORES = (0.1, 0.13, 0.16, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("version", nargs="?", default=None, help="model version (default: the champion)")
@@ -29,10 +31,7 @@ def main() -> None:
     settings = get_settings()
     registry = Registry(settings.registry_dir)
     detector = Detector.from_version_dir(registry.resolve(args.version))
-    try:
-        sets = default_sets(settings.datasets_dir, args.split)
-    except FileNotFoundError as exc:
-        raise SystemExit(str(exc)) from None
+    sets = default_sets(settings.datasets_dir, args.split)
     items = [entry for items in sets.values() for entry in items]
     examples = predict_items(detector, items, args.split)
     print(f"model {detector.version}, {args.split} split, {len(examples)} photos, default {detector.threshold}")

@@ -15,6 +15,7 @@ from training.export import register_model, update_card
 from training.manifest import Manifest
 from training.mark_checks import attach_mark_checks
 from training.pipeline import PreparedData, default_dirs
+from training.script_errors import exit_on_user_error
 from wmstudio.brands import BRANDS
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
@@ -159,10 +160,15 @@ def rerelease(version: str) -> dict:
     return calibrate_and_evaluate(registry, version, data)
 
 
-if __name__ == "__main__":
+@exit_on_user_error
+def main() -> None:
     import json
     import sys
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     card = rerelease(sys.argv[1])
     print(json.dumps({k: card[k] for k in ("version", "threshold", "validation_f1", "metrics")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

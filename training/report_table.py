@@ -9,6 +9,7 @@ import json
 import math
 import sys
 
+from training.script_errors import exit_on_user_error
 from wmstudio.registry import Registry
 from wmstudio.settings import get_settings
 
@@ -46,5 +47,10 @@ def table(version: str | None = None) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
+@exit_on_user_error
+def main() -> None:
     print(table(sys.argv[1] if len(sys.argv) > 1 else None))
+
+
+if __name__ == "__main__":
+    main()

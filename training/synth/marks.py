@@ -153,7 +153,7 @@ def join_layers(parts: list[Image.Image], gap: int, vertical: bool = False) -> I
     return canvas
 
 
-def _as_rgba(coverage: Image.Image) -> Image.Image:
+def as_rgba(coverage: Image.Image) -> Image.Image:
     rgba = Image.new("RGBA", coverage.size, (255, 255, 255, 0))
     rgba.putalpha(coverage)
     return rgba
@@ -169,7 +169,7 @@ def render_rumah123(font: Path, height: int, rng: random.Random) -> RenderedMark
         layer = join_layers([icon, words], gap=int(height * rng.uniform(0.1, 0.3)))
     else:
         layer = words
-    return RenderedMark(_as_rgba(layer), "rumah123")
+    return RenderedMark(as_rgba(layer), "rumah123")
 
 
 def render_99co(font: Path, height: int, rng: random.Random) -> RenderedMark:
@@ -192,7 +192,7 @@ def render_99co(font: Path, height: int, rng: random.Random) -> RenderedMark:
         elif style == "stacked":
             icon = _house_icon(int(layer.height * 1.2), rng)
             layer = join_layers([icon, layer], gap=int(height * 0.1), vertical=True)
-    return RenderedMark(_as_rgba(layer), "99co")
+    return RenderedMark(as_rgba(layer), "99co")
 
 
 def render_other(font: Path, height: int, rng: random.Random) -> RenderedMark:
@@ -201,7 +201,7 @@ def render_other(font: Path, height: int, rng: random.Random) -> RenderedMark:
     layer = _text_layer(text, _font(font, int(height * rng.uniform(0.7, 1.0))), rng.choice((0, 0, 1)))
     if rng.random() < 0.4:
         layer = join_layers([_generic_icon(int(height * 1.05), rng), layer], gap=int(height * 0.2))
-    return RenderedMark(_as_rgba(layer), "other")
+    return RenderedMark(as_rgba(layer), "other")
 
 
 RENDERERS = {"rumah123": render_rumah123, "99co": render_99co, "other": render_other}

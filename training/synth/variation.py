@@ -20,7 +20,7 @@ import random
 import numpy as np
 from PIL import Image, ImageFilter
 
-from training.synth.marks import RenderedMark, join_layers, pin_icon
+from training.synth.marks import RenderedMark, as_rgba, join_layers, pin_icon
 
 P_WEIGHT = 0.35  # bolder or thinner strokes
 P_SLANT = 0.35
@@ -47,9 +47,7 @@ class MarkVariation:
         if self.rng.random() < P_WIDTH:
             factor = self.rng.uniform(0.75, 1.3)
             coverage = coverage.resize((max(4, int(coverage.width * factor)), coverage.height), Image.LANCZOS)
-        image = Image.new("RGBA", coverage.size, (255, 255, 255, 0))
-        image.putalpha(coverage)
-        return RenderedMark(image, mark.label)
+        return RenderedMark(as_rgba(coverage), mark.label)
 
     def _weight(self, coverage: Image.Image) -> Image.Image:
         """Bolder (max filter) or thinner (min filter) strokes, by one to two pixels a side."""

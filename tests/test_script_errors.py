@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -9,15 +10,31 @@ import pytest
 
 from tests.conftest import ROOT
 
+SCRIPTS = ["compare", "error_analysis", "input_size", "operating_points", "report_table", "release"]
 
-@pytest.mark.parametrize(
-    "script",
-    ["compare", "error_analysis", "input_size", "operating_points", "report_table", "release"],
-)
-def test_scripts_name_an_unknown_version_without_a_traceback(script):
-    done = subprocess.run(
-        [sys.executable, "-m", f"training.{script}", "v999"], cwd=ROOT, capture_output=True, text=True, timeout=120
+
+def _run(script: str, state_dir, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", f"training.{script}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "WMSTUDIO_STATE_DIR": str(state_dir)},  # no datasets there
     )
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_scripts_name_an_unknown_version_without_a_traceback(script, tmp_path):
+    done = _run(script, tmp_path, "v999")
     assert done.returncode == 1
     assert "'v999' is not in the registry" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("script", ["compare", "error_analysis", "input_size", "operating_points", "release"])
+def test_scripts_say_how_to_get_missing_datasets(script, tmp_path, bundled_registry):
+    done = _run(script, tmp_path, "v1")
+    assert done.returncode == 1
+    assert "wmstudio train" in done.stderr
     assert "Traceback" not in done.stderr

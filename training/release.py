@@ -136,11 +136,10 @@ def evaluate_version(
     registry: Registry, version: str, state_dir: Path, split: str = "test", out_dir: Path | None = None, seed: int = 0
 ) -> dict:
     """Re-evaluate a registered version on the default real and synthetic data."""
+    folder = registry.path(version)  # an unknown version is named before missing data
     sets = default_sets(state_dir / "datasets", split, seed)
-    detector = Detector.from_version_dir(registry.path(version))
-    return evaluate_detector(
-        detector, sets, detector.threshold, out_dir or registry.path(version) / "evaluation", split
-    )
+    detector = Detector.from_version_dir(folder)
+    return evaluate_detector(detector, sets, detector.threshold, out_dir or folder / "evaluation", split)
 
 
 def rerelease(version: str) -> dict:
@@ -154,7 +153,10 @@ def rerelease(version: str) -> dict:
 
     settings = get_settings()
     registry = Registry(settings.registry_dir)
+    registry.path(version)  # an unknown version is named before missing data
     real_dir, synthetic_dir = default_dirs(settings.state_dir / "datasets")
+    if not all((folder / "manifest.json").exists() for folder in (real_dir, synthetic_dir)):
+        raise FileNotFoundError(f"no default datasets under {real_dir.parent}: run `wmstudio train` first")
     data = PreparedData(Manifest.load(real_dir), real_dir, Manifest.load(synthetic_dir), synthetic_dir, Path())
     add_mark_checks(registry, version, data)
     return calibrate_and_evaluate(registry, version, data)

@@ -58,9 +58,8 @@ def extract_features(detector, items: list, cache: Path) -> dict:
     from wmstudio.imaging import decode_image
 
     checks = json.dumps(detector.card.get("mark_checks", []), sort_keys=True)  # a version's checks change its scores
-    # Synthetic items keep their ids when a set is re-rendered (new generator or fonts): their
-    # boxes and file sizes are part of the key so that a rebuilt set is never read from a stale cache.
-    content = "".join(f"{i.sha256}:{[b.box for b in i.boxes]}:{(root / i.path).stat().st_size};" for i, root in items)
+    # Items are named by their image's sha256 and labels can be corrected: ids plus boxes cover both.
+    content = "".join(f"{i.sha256}:{[b.box for b in i.boxes]};" for i, _ in items)
     fingerprint = hashlib.sha256((checks + content).encode()).hexdigest()[:10]
     key = f"{FEATURES}-{detector.version}-{len(items)}-{fingerprint}"
     path = cache / f"al_features_{key}.npz"

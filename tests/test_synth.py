@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 from pathlib import Path
@@ -117,6 +118,20 @@ def test_build_synthetic_writes_manifest_with_exact_boxes(tmp_path):
             assert 0 <= x0 < x1 <= item.width and 0 <= y0 < y1 <= item.height
             assert box.brand == item.brand
     assert backgrounds
+
+
+def test_synthetic_items_are_named_by_content_and_a_rebuild_leaves_no_stale_files(tmp_path, monkeypatch):
+    """Ids are the image's sha256 (caches keyed by id stay right after a redraw)."""
+    _flat_backgrounds(tmp_path / "houses", 4)
+    manifest = build_synthetic(tmp_path / "synth", tmp_path / "houses", counts={"train": 3}, seed=1)
+    for item in manifest.items.values():
+        assert item.sha256 == hashlib.sha256((tmp_path / "synth" / item.path).read_bytes()).hexdigest()
+    stale = tmp_path / "synth" / "images" / "train" / "train_09999.jpg"
+    stale.write_bytes(b"left over from an older, larger build")
+    monkeypatch.setattr("training.build.font_fingerprint", lambda: "other-fonts")
+    rebuilt = build_synthetic(tmp_path / "synth", tmp_path / "houses", counts={"train": 3}, seed=1)
+    assert not stale.exists()
+    assert len(list((tmp_path / "synth" / "images" / "train").iterdir())) == len(rebuilt.items) == 3
 
 
 def test_houses_split_by_house_not_by_photo():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from training.ingest import IMAGE_SUFFIXES
-from training.manifest import Box, Item, Manifest
+from training.manifest import Box, Item, Manifest, sha256_bytes
 from training.synth.compose import SynthConfig, SyntheticGenerator
 from training.synth.fonts import font_fingerprint
 from training.synth.template import WatermarkTemplate, estimate_template
@@ -24,7 +25,7 @@ from training.synth.template import WatermarkTemplate, estimate_template
 log = logging.getLogger(__name__)
 
 DEFAULT_SYNTH_COUNTS = {"train": 1100, "val": 150, "test": 300}
-GENERATOR_VERSION = 4  # bump when the generator's output changes, so cached sets are rebuilt
+GENERATOR_VERSION = 5  # bump when the generator's output or item ids change, so cached sets are rebuilt
 HOUSE_SPLIT_SHARES = (("train", 0.8), ("val", 0.08), ("test", 0.12))
 
 
@@ -107,6 +108,7 @@ def build_synthetic(
         out_dir.mkdir(parents=True, exist_ok=True)
         template_mark.save(out_dir / "rumah123_template.png")
     manifest = Manifest(name=out_dir.name)
+    shutil.rmtree(out_dir / "images", ignore_errors=True)  # no stale renderings of an older build
     for split, count in counts.items():
         backgrounds = backgrounds_for(split, houses_dir, real, real_dir) + list(extra_backgrounds)
         if not backgrounds or count <= 0:
@@ -116,11 +118,11 @@ def build_synthetic(
             background = backgrounds[(index * 7919 + seed) % len(backgrounds)]
             drawn = generator.generate(background)
             relative = Path("images") / split / f"{split}_{index:05d}.jpg"
-            (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
-            (out_dir / relative).write_bytes(drawn.image_bytes)
             brands = sorted({b.label for b in drawn.boxes})
             item = Item(
-                sha256=f"synthetic-{split}-{seed}-{index:05d}",
+                # Named by content, like real photos: caches keyed by item id (curation
+                # predictions, AL features) stay right after a redraw.
+                sha256=sha256_bytes(drawn.image_bytes),
                 path=str(relative),
                 width=drawn.width,
                 height=drawn.height,
@@ -132,7 +134,11 @@ def build_synthetic(
                 group=f"bg:{drawn.background}",
                 notes=["other_mark"] if drawn.other_marks else [],
             )
-            manifest.add(item)
+            if not manifest.add(item):
+                log.info("synthetic %s #%d is byte-identical to an earlier one: skipped", split, index)
+                continue
+            (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+            (out_dir / relative).write_bytes(drawn.image_bytes)
     manifest.reports.append(stamp)
     manifest.save(out_dir)
     return manifest

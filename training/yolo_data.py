@@ -41,6 +41,7 @@ def write_yolo_dataset(sources: Sequence[Source], out_dir: Path, classes: Sequen
     Oversampling (repeats) applies to the train list only, so validation stays unbiased.
     """
     lists: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    written: set[Path] = set()
     for index, source in enumerate(sources):
         for item in source.manifest.items.values():
             if item.split not in lists:
@@ -54,10 +55,12 @@ def write_yolo_dataset(sources: Sequence[Source], out_dir: Path, classes: Sequen
                 image_link.unlink()
             os.symlink((source.root / item.path).resolve(), image_link)
             label_file.write_text("\n".join(yolo_label_lines(item, classes)) + "\n")
+            written |= {image_link, label_file}
             repeats = 1
             if item.split == "train":
                 repeats = source.repeat_positives if item.watermarked else source.repeat_negatives
             lists[item.split] += [os.path.abspath(image_link)] * repeats
+    _remove_stale(out_dir, written)
     for split in ("train", "val"):
         if not lists[split]:
             raise ValueError(f"no {split} images: training needs both train and val items")
@@ -73,3 +76,15 @@ def write_yolo_dataset(sources: Sequence[Source], out_dir: Path, classes: Sequen
     target = out_dir / "data.yaml"
     target.write_text(yaml.safe_dump(data, sort_keys=False))
     return target
+
+
+def _remove_stale(out_dir: Path, written: set[Path]) -> None:
+    """Drop links and labels left by an earlier layout (items renamed or removed since).
+
+    Ultralytics reads the split lists, not the folders, but stale files would still confuse anyone
+    browsing the dataset and keep growing with every rebuild.
+    """
+    for folder in ("images", "labels"):
+        for path in (out_dir / folder).glob("*/*"):
+            if path not in written:
+                path.unlink()

@@ -21,10 +21,12 @@ the first version; with the v2 detector they cost the learner 0.10 of final F1 (
 This is the "calibrator on top of the detector" that a real loop also improves between YOLO
 retrains, and it exercises the same queue logic: the uncertainty strategy ranks the unlabelled
 pool with ``curation.uncertainty.combine`` (near-threshold + brand margin + TTA disagreement,
-here on the learner's probabilities and on its predictions for the TTA views' features) and
-``rank_diverse`` (dHash near-copy demotion), exactly as ``wmstudio queue build`` does.
+here on the learner's probabilities and on its predictions for the TTA views' features),
+``rank_diverse`` (dHash near-copy demotion) and ``diverse_batches`` (one pick per k-means
+cluster of the best-ranked photos, on the same per-image features), as ``wmstudio queue build``
+does.
 
-    .venv/bin/python benchmarks/bench_active_learning.py [--repeats 5 --rounds 12 --batch 10 --seed-size 10]
+    .venv/bin/python benchmarks/bench_active_learning.py [--repeats 20 --rounds 12 --batch 10 --seed-size 10]
         [--pool fresh|train] [--pool-seed 101]
 
 The pool holds photos the detector never trained on (``--pool fresh``, see ``fresh_pool``);
@@ -133,9 +135,9 @@ def probabilities(model, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def uncertainty_order(model, pool: dict, candidates: np.ndarray, labelled: np.ndarray) -> np.ndarray:
-    """Rank candidates with the project's documented score and diversity ranking."""
-    from curation.uncertainty import combine, rank_diverse
+def uncertainty_order(model, pool: dict, candidates: np.ndarray, labelled: np.ndarray, batch: int) -> np.ndarray:
+    """Rank candidates with the project's documented score and diversity ranking (as ``queue build``)."""
+    from curation.uncertainty import combine, diverse_batches, rank_diverse
     from wmstudio.runtime import Detection, Prediction
 
     def as_prediction(p: np.ndarray) -> Prediction:
@@ -149,7 +151,9 @@ def uncertainty_order(model, pool: dict, candidates: np.ndarray, labelled: np.nd
         u = combine(as_prediction(base[row]), [as_prediction(v[row]) for v in views], list(CLASSES[1:]), 0.5)
         entries.append((str(index), u, int(pool["hashes"][index])))
     known = [(str(i), int(pool["hashes"][i])) for i in labelled]
-    return np.array([int(r.key) for r in rank_diverse(entries, 10, known)])
+    features = {str(index): row for index, row in zip(candidates, design(pool)[candidates], strict=True)}
+    ranked = diverse_batches(rank_diverse(entries, 10, known), features, batch, batches=1)
+    return np.array([int(r.key) for r in ranked])
 
 
 def simulate(pool: dict, test: dict, strategy: str, seed: int, seed_size: int, batch: int, rounds: int) -> list:
@@ -171,7 +175,7 @@ def simulate(pool: dict, test: dict, strategy: str, seed: int, seed_size: int, b
         if strategy == "random":
             chosen = strategy_rng.choice(candidates, batch, replace=False)
         else:
-            chosen = uncertainty_order(model, pool, candidates, labelled)[:batch]
+            chosen = uncertainty_order(model, pool, candidates, labelled, batch)[:batch]
         labelled = np.concatenate([labelled, chosen])
     return curve
 
@@ -195,7 +199,8 @@ def fresh_pool(settings, count: int, seed: int) -> list:
     folder = settings.datasets_dir / f"al-pool-s{seed}"
     houses = settings.data_dir / "houses"
     manifest = build_synthetic(folder, houses, real, listings if real else None, {"train": count}, seed=seed)
-    return [(item, folder) for item in manifest.items.values()]
+    # Sorted like a loaded manifest, so a freshly built pool and a reloaded one give the same order.
+    return [(manifest.items[key], folder) for key in sorted(manifest.items)]
 
 
 def lineage_seeds(registry, version: str) -> set[int]:
@@ -215,7 +220,7 @@ def labels_to_reach(curve: np.ndarray, target: float) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--seed-size", type=int, default=10)

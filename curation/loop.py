@@ -253,6 +253,7 @@ class LoopSteps:
                 [self.settings.queue_pool_dataset],
                 self.settings.queue_tta,
                 self.settings.near_duplicate_distance,
+                self.k,
             )
         return {"model_version": report.model_version, "scored": report.scored, "queued": report.queued}
 

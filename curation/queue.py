@@ -13,10 +13,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
-from curation.uncertainty import dhash, preannotation_boxes, rank_diverse, score_image
+from curation.uncertainty import Uncertainty, dhash, diverse_batches, preannotation_boxes, rank_diverse, score_image
 from wmstudio.imaging import ImageError, decode_image
 from wmstudio.runtime import Detection, Detector, Prediction
 from wmstudio.store.models import Dataset, Image, Label, QueueItem
@@ -75,16 +76,16 @@ def candidate_images(session: Session, datasets: list[str]) -> list[Image]:
     return list(session.scalars(query))
 
 
-def _predict_file(detector: Detector, image: Image, tta: bool) -> tuple[Prediction, object, int]:
+def _predict_file(detector: Detector, image: Image, tta: bool) -> tuple[Prediction, Uncertainty, int, np.ndarray]:
     """Score one stored photo; boxes are mapped back to original pixels (draft decoding shrinks JPEGs)."""
     decoded = decode_image(image_file(image), draft_size=detector.imgsz)
-    prediction, uncertainty = score_image(detector, decoded.image, tta)
+    prediction, uncertainty, features = score_image(detector, decoded.image, tta)
     sx, sy = decoded.scale
     candidates = tuple(
         Detection(d.brand, d.score, (d.box[0] * sx, d.box[1] * sy, d.box[2] * sx, d.box[3] * sy))
         for d in prediction.candidates
     )
-    return Prediction(decoded.width, decoded.height, candidates), uncertainty, dhash(decoded.image)
+    return Prediction(decoded.width, decoded.height, candidates), uncertainty, dhash(decoded.image), features
 
 
 def _known_hashes(session: Session) -> list[tuple[str, int]]:
@@ -126,25 +127,39 @@ def store_predictions(session: Session, image: Image, prediction: Prediction, de
 
 
 def build_queue(
-    session: Session, detector: Detector, datasets: list[str], tta: bool = True, max_distance: int = 10
+    session: Session,
+    detector: Detector,
+    datasets: list[str],
+    tta: bool = True,
+    max_distance: int = 10,
+    batch_size: int = 20,
 ) -> BuildReport:
-    """Score every candidate with ``detector``, rank with diversity, and upsert pending queue items."""
+    """Score every candidate with ``detector``, rank with diversity, and upsert pending queue items.
+
+    The stored ``score`` is the priority that ``queue push`` follows: the ranking score, capped
+    so that it never rises along the diversified order (a diverse pick can come before a photo
+    with a higher uncertainty, and the photos after it must then not overtake it).
+    """
     report = BuildReport(detector.version)
     scored = {}
     for image in candidate_images(session, datasets):
         try:
-            prediction, uncertainty, bits = _predict_file(detector, image, tta)
+            prediction, uncertainty, bits, features = _predict_file(detector, image, tta)
         except ImageError as exc:
             report.unreadable.append(f"{image.path}: {exc.message}")
             continue
         store_predictions(session, image, prediction, detector)
-        scored[image.sha256 + f"#{image.id}"] = (image, uncertainty, bits)
+        scored[image.sha256 + f"#{image.id}"] = (image, uncertainty, bits, features)
     report.scored = len(scored)
-    ranked = rank_diverse(((k, u, b) for k, (_, u, b) in scored.items()), max_distance, _known_hashes(session))
+    ranked = rank_diverse(((k, u, b) for k, (_, u, b, _) in scored.items()), max_distance, _known_hashes(session))
+    ranked = diverse_batches(ranked, {k: v[3] for k, v in scored.items()}, batch_size)
     pending = {item.image_id: item for item in session.scalars(select(QueueItem).where(QueueItem.status == "pending"))}
+    priority = float("inf")
     for entry in ranked:
         image = scored[entry.key][0]
         item = pending.get(image.id) or QueueItem(image_id=image.id, status="pending")
+        priority = min(entry.score, priority - 1e-6)
+        entry.score = round(priority, 6)
         item.score, item.reason, item.model_version = entry.score, entry.reason(), detector.version
         session.add(item)
         report.queued += 1

@@ -78,6 +78,7 @@ def build(
             dataset or [pool],
             settings.queue_tta if tta is None else tta,
             settings.near_duplicate_distance,
+            settings.queue_batch_size,
         )
     if as_json:
         print(json.dumps(asdict(report), indent=1))

@@ -17,17 +17,27 @@ The score of an image is a weighted sum of three signals, each in [0, 1]:
     brands, plus 0.5 when the views disagree on the thresholded decision. A stable model gives
     the same score for a shifted photo; an unstable one is guessing.
 
-Diversity: a listing portal repeats photos (the same room re-uploaded, lightly cropped), and 50
-near copies of one confusing photo waste 49 labels. Images are ranked greedily by score; an
-image whose 64-bit difference hash is within ``near_duplicate_distance`` bits of one already
-ranked (or already labelled) is demoted by ``REDUNDANCY_PENALTY`` and its reason names the copy.
+Diversity, in two steps:
+
+1. Near copies. A listing portal repeats photos (the same room re-uploaded, lightly cropped), and
+   50 near copies of one confusing photo waste 49 labels. Images are ranked greedily by score; an
+   image whose 64-bit difference hash is within ``near_duplicate_distance`` bits of one already
+   ranked (or already labelled) is demoted by ``REDUNDANCY_PENALTY`` and its reason names the copy.
+2. Batches that cover the model's doubts (``diverse_batches``). Photos that are not copies can
+   still be the same *kind* of doubt (ten faint 99.co marks in the same corner). Each batch is
+   drawn from the ``DIVERSE_PREFILTER`` × batch best-ranked photos: k-means (one cluster per
+   batch slot) on what the model saw (``queue_features``: brand scores on the photo and its TTA
+   views, the top box's place and size, the number of candidates), and the best-ranked photo of
+   each cluster is taken. This is the "diverse mini-batch" selection of Zhdanov (2019). In the
+   active-learning simulation (REPORT §7) it cut the labels needed to reach random sampling's
+   final F1 from 77–85 % of the budget to 46–54 %.
 
 Everything here is NumPy + Pillow + the torch-free runtime, so it runs wherever the API runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +46,8 @@ from PIL import Image
 from wmstudio.runtime import Detection, Detector, Prediction
 
 WEIGHTS = {"near_threshold": 0.5, "brand_margin": 0.2, "tta_disagreement": 0.3}
+DIVERSE_PREFILTER = 10  # candidates clustered per batch slot (10 beat 3 and 5 in the simulation)
+DIVERSE_BATCHES = 10  # batches laid out by clustering; the rest of the queue stays in score order
 REDUNDANCY_PENALTY = 0.1
 SHIFT_FRACTION = 0.08  # horizontal shift of the TTA view, as a share of the width
 SCALE_FACTOR = 0.85  # down-scale of the TTA view
@@ -70,6 +82,8 @@ class Ranked:
         text = self.uncertainty.reason()
         if self.duplicate_of:
             text += f"; near copy of {self.duplicate_of[:12]} (demoted)"
+        if "diverse_batch" in self.extra:
+            text += f"; diverse pick for batch {self.extra['diverse_batch']}"
         return text
 
 
@@ -133,11 +147,12 @@ def augmented_views(image: Image.Image) -> list[Image.Image]:
     return [Image.fromarray(shifted), scaled]
 
 
-def score_image(detector: Detector, image: Image.Image, tta: bool = True) -> tuple[Prediction, Uncertainty]:
-    """Run the detector on the photo (and its TTA views) and score it; the base prediction is returned too."""
+def score_image(detector: Detector, image: Image.Image, tta: bool = True) -> tuple[Prediction, Uncertainty, np.ndarray]:
+    """Run the detector on the photo (and its TTA views): base prediction, score and ``queue_features``."""
     base = detector.predict(image)
     views = [detector.predict(view) for view in augmented_views(image)] if tta else []
-    return base, combine(base, views, detector.classes, detector.threshold)
+    uncertainty = combine(base, views, detector.classes, detector.threshold)
+    return base, uncertainty, queue_features(base, views, detector.classes)
 
 
 # --- diversity -------------------------------------------------------------------------------
@@ -175,6 +190,64 @@ def rank_diverse(
             kept.append((key, bits))
     ranked.sort(key=lambda r: (-r.score, r.key))
     return ranked
+
+
+def queue_features(base: Prediction, views: Sequence[Prediction], brands: Sequence[str]) -> np.ndarray:
+    """What the model saw in a photo, as numbers for diversity clustering.
+
+    Brand scores on the photo and on each TTA view, the top candidate's centre and size relative
+    to the photo, and the number of candidates at 0.1 or more (over 10): two photos close in this
+    space are the same kind of doubt, whatever their pixels look like.
+    """
+    top = max(base.candidates, key=lambda d: d.score, default=None)
+    geometry = [0.0, 0.0, 0.0, 0.0]
+    if top is not None and base.width and base.height:
+        x0, y0, x1, y1 = top.box
+        w, h = base.width, base.height
+        geometry = [(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h]
+    count = sum(d.score >= 0.1 for d in base.candidates) / 10.0
+    return np.concatenate([_scores(base, brands), *(_scores(v, brands) for v in views), geometry, [count]])
+
+
+def diverse_batches(
+    ranked: Sequence[Ranked],
+    features: Mapping[str, np.ndarray],
+    batch: int,
+    batches: int = DIVERSE_BATCHES,
+    prefilter: int = DIVERSE_PREFILTER,
+) -> list[Ranked]:
+    """Re-order ``ranked`` so that each of the first ``batches`` batches covers distinct doubts.
+
+    For each batch: cluster the ``prefilter * batch`` best remaining photos into ``batch``
+    clusters (standardised ``features``) and take the best-ranked photo of each; the picks keep
+    their rank order. Clusters can come out empty when many photos are identical in feature
+    space; their slots go to the best remaining photos. Deterministic (fixed k-means seed).
+    """
+    from sklearn.cluster import KMeans
+
+    remaining = list(ranked)
+    if batch < 2 or len(remaining) <= batch:
+        return remaining
+    matrix = np.stack([features[r.key] for r in remaining]).astype(float)
+    scale = matrix.std(axis=0)
+    standardised = {r.key: (features[r.key] - matrix.mean(axis=0)) / np.where(scale > 0, scale, 1.0) for r in remaining}
+    ordered: list[Ranked] = []
+    for number in range(batches):
+        if len(remaining) <= batch:
+            break
+        top = remaining[: prefilter * batch]
+        points = np.stack([standardised[r.key] for r in top])
+        distinct = len(np.unique(points.round(9), axis=0))
+        labels = KMeans(min(batch, distinct), n_init=3, random_state=0).fit(points).labels_
+        picked = sorted({int(np.flatnonzero(labels == c)[0]) for c in set(labels.tolist())})
+        picked += [i for i in range(len(top)) if i not in picked][: batch - len(picked)]
+        chosen = [top[i] for i in sorted(picked)]
+        for entry in chosen:
+            entry.extra["diverse_batch"] = number + 1
+        ordered += chosen
+        keys = {r.key for r in chosen}
+        remaining = [r for r in remaining if r.key not in keys]
+    return ordered + remaining
 
 
 def preannotation_boxes(prediction: Prediction, threshold: float, floor_ratio: float = 0.5) -> list[Detection]:

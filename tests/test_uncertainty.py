@@ -14,8 +14,10 @@ from curation.uncertainty import (
     brand_margin,
     combine,
     dhash,
+    diverse_batches,
     hamming,
     near_threshold,
+    queue_features,
     rank_diverse,
     tta_disagreement,
 )
@@ -108,6 +110,39 @@ def store_url(tmp_path, monkeypatch) -> str:
     dispose_engines()
 
 
+def test_queue_features_hold_scores_views_geometry_and_count() -> None:
+    base = Prediction(200, 100, (Detection("99co", 0.7, (20, 10, 60, 30)), Detection("rumah123", 0.05, (0, 0, 5, 5))))
+    features = queue_features(base, [prediction(rumah123=0.2), prediction()], BRANDS)
+    assert features.tolist() == pytest.approx([0.05, 0.7, 0.2, 0.0, 0.0, 0.0, 0.2, 0.2, 0.2, 0.2, 0.1])
+
+
+def test_diverse_batches_take_one_photo_per_kind_of_doubt() -> None:
+    """Six near-identical top doubts and three other kinds: a batch of three covers three kinds."""
+    entries = [(f"same{i}", combine(prediction(rumah123=0.5 - i * 0.001), [], BRANDS, 0.5), i) for i in range(6)]
+    entries += [
+        (f"other{i}", combine(prediction(rumah123=0.45 - i * 0.05), [], BRANDS, 0.5), 100 + i) for i in range(3)
+    ]
+    features = {key: np.array([0.0, 0.0]) for key, _, _ in entries if key.startswith("same")}
+    features |= {"other0": np.array([5.0, 0.0]), "other1": np.array([0.0, 5.0]), "other2": np.array([5.0, 5.0])}
+    ranked = rank_diverse(entries, max_distance=0)
+    assert [r.key for r in ranked[:3]] == ["same0", "same1", "same2"]  # by score alone: one kind only
+
+    diverse = diverse_batches(ranked, features, batch=3, batches=1)
+    first = diverse[:3]
+    assert first[0].key == "same0"  # the best-ranked photo of its cluster, picks kept in rank order
+    assert len({r.key.rstrip("0123456789") for r in first}) == 2 and sum(r.key.startswith("other") for r in first) == 2
+    assert all("diverse pick for batch 1" in r.reason() for r in first)
+    assert sorted(r.key for r in diverse) == sorted(r.key for r in ranked)  # nothing lost
+    assert diverse_batches(ranked, features, batch=3, batches=1) == diverse  # deterministic
+
+
+def test_diverse_batches_cope_with_identical_features() -> None:
+    entries = [(f"p{i}", combine(prediction(rumah123=0.5 - i * 0.01), [], BRANDS, 0.5), i) for i in range(8)]
+    ranked = rank_diverse(entries, max_distance=0)
+    diverse = diverse_batches(ranked, {key: np.zeros(3) for key, _, _ in entries}, batch=3, batches=2)
+    assert [r.key for r in diverse] == [r.key for r in ranked]  # one cluster: slots filled in rank order
+
+
 def test_build_queue_scores_ranks_and_upserts(store_url: str, tmp_path, bundled_registry) -> None:
     from conftest import encode
     from sqlalchemy import func, select
@@ -133,8 +168,9 @@ def test_build_queue_scores_ranks_and_upserts(store_url: str, tmp_path, bundled_
         assert add_pool_folder(session, incoming, tmp_path / "pool") == 5
         assert add_pool_folder(session, incoming, tmp_path / "pool") == 0  # idempotent
     with transaction(store_url) as session:
-        report = build_queue(session, detector, ["pool"], tta=True)
+        report = build_queue(session, detector, ["pool"], tta=True, batch_size=2)
     assert report.scored == 5 and report.queued == 5
+    assert all("diverse pick for batch" in row["reason"] for row in report.top[:2])
     assert report.demoted_copies >= 1  # seed-0 photo and its resized copy: one of them is demoted
     with transaction(store_url) as session:
         items = pending_items(session, 10)

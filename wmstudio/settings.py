@@ -86,7 +86,10 @@ class Settings(BaseSettings):
     label_studio_webhook_url: str = Field(
         default="", description="URL Label Studio calls on each saved annotation (empty: api_url + the route)."
     )
-    queue_batch_size: int = Field(default=20, description="Tasks `wmstudio queue push` and the loop send per batch.")
+    queue_batch_size: int = Field(
+        default=20,
+        description="Tasks `queue push` and the loop send per batch; `queue build` diversifies batches of this size.",
+    )
     queue_tta: bool = Field(default=True, description="Score the queue with test-time augmentation (3 passes).")
     queue_pool_dataset: str = Field(default="pool", description="Store dataset holding the unlabelled photos.")
     gate_min_f1_delta: float = Field(

@@ -67,13 +67,38 @@ def image_f1_at(examples: list[Example], brands: Sequence[str], threshold: float
     return precision_recall_f1(np.concatenate(truth_all), np.concatenate(pred_all))["f1"]
 
 
-def choose_threshold(examples: list[Example], brands: Sequence[str]) -> tuple[float, float]:
-    """The threshold with the best validation F1; ties go to the higher (fewer false alarms)."""
+def _other_mark_examples(examples: list[Example]) -> list[Example]:
+    """Photos with no brand mark but another agency's mark (real negatives all carry one)."""
+    return [e for e in examples if e.item.brand is None and ("other_mark" in e.item.notes or e.item.source == "import")]
+
+
+def other_mark_fp_rate_at(examples: list[Example], threshold: float) -> float:
+    """Share of other-agency photos that a brand is reported on at ``threshold`` (NaN: none)."""
+    with_other = _other_mark_examples(examples)
+    if not with_other:
+        return float("nan")
+    return sum(bool(e.prediction.above(threshold)) for e in with_other) / len(with_other)
+
+
+def choose_threshold(
+    examples: list[Example], brands: Sequence[str], max_other_fp: float | None = None
+) -> tuple[float, float]:
+    """The threshold with the best validation F1; ties go to the higher (fewer false alarms).
+
+    With ``max_other_fp``, only thresholds whose other-agency false-positive rate is at most that
+    are eligible: listing systems must not be flooded with false alarms from other agencies'
+    marks, and a point of F1 bought with such alarms is a bad trade for them. When no threshold
+    meets the cap (or no validation photo has another mark), every threshold is eligible.
+    """
+    eligible = [float(t) for t in THRESHOLD_GRID]
+    if max_other_fp is not None:
+        capped = [t for t in eligible if other_mark_fp_rate_at(examples, t) <= max_other_fp]
+        eligible = capped or eligible
     best_threshold, best_f1 = 0.5, -1.0
-    for threshold in THRESHOLD_GRID:
-        f1 = image_f1_at(examples, brands, float(threshold))
+    for threshold in eligible:
+        f1 = image_f1_at(examples, brands, threshold)
         if f1 >= best_f1:
-            best_threshold, best_f1 = float(threshold), f1
+            best_threshold, best_f1 = threshold, f1
     return best_threshold, best_f1
 
 
@@ -107,12 +132,10 @@ def evaluate_examples(examples: list[Example], brands: Sequence[str], threshold:
         }
     negatives = [e for e in examples if e.item.brand is None]
     flagged = [e for e in negatives if e.prediction.above(threshold)]
-    with_other = [e for e in negatives if "other_mark" in e.item.notes or e.item.source == "import"]
-    flagged_other = [e for e in with_other if e.prediction.above(threshold)]
     result["negatives"] = len(negatives)
     result["negative_fp_rate"] = len(flagged) / len(negatives) if negatives else float("nan")
-    result["other_mark_images"] = len(with_other)
-    result["other_mark_fp_rate"] = len(flagged_other) / len(with_other) if with_other else float("nan")
+    result["other_mark_images"] = len(_other_mark_examples(examples))
+    result["other_mark_fp_rate"] = other_mark_fp_rate_at(examples, threshold)
     result["confusion"] = confusion_matrix(examples, brands, threshold)
     result["errors"] = [
         {

@@ -101,8 +101,11 @@ def add_mark_checks(registry: Registry, version: str, data: PreparedData) -> lis
 def threshold_on_validation(detector: Detector, val_sets: dict) -> tuple[float, float, dict[str, list]]:
     """The operating threshold with the best F1 over all validation photos, that F1, and the
     per-set validation predictions (so callers can score them without predicting twice)."""
+    from wmstudio.settings import get_settings
+
     examples = {name: predict_items(detector, items, f"val {name}") for name, items in val_sets.items() if items}
-    threshold, f1 = choose_threshold([e for ex in examples.values() for e in ex], detector.classes)
+    cap = get_settings().operating_max_other_fp
+    threshold, f1 = choose_threshold([e for ex in examples.values() for e in ex], detector.classes, cap)
     return threshold, f1, examples
 
 

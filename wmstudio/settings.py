@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     gate_max_ap_drop: float = Field(
         default=0.01, description="Largest drop of synthetic-test AP50 (worst brand) a challenger may show."
     )
+    operating_max_other_fp: float = Field(
+        default=0.02,
+        description="Release: the operating threshold maximises validation F1 among thresholds with at most this "
+        "false-positive rate on other agencies' marks (1: F1 alone).",
+    )
     gate_max_fp_rate: float = Field(
         default=0.10, description="Highest false-positive rate on other agencies' marks a challenger may have."
     )

@@ -29,10 +29,11 @@ Diversity, in two steps:
    batch slot) on what the model saw (``queue_features``: brand scores on the photo and its TTA
    views, the top box's place and size, the number of candidates), and the best-ranked photo of
    each cluster is taken. This is the "diverse mini-batch" selection of Zhdanov (2019). In the
-   active-learning simulation (REPORT §7) it cut the labels needed to reach random sampling's
+   active-learning simulation (REPORT §5b) it cut the labels needed to reach random sampling's
    final F1 from 77–85 % of the budget to 46–54 %.
 
-Everything here is NumPy + Pillow + the torch-free runtime, so it runs wherever the API runs.
+Everything here is NumPy + Pillow + the torch-free runtime (plus scikit-learn's k-means, imported
+only by ``diverse_batches``), so no torch is needed to build the queue.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from PIL import Image
 from wmstudio.runtime import Detection, Detector, Prediction
 
 WEIGHTS = {"near_threshold": 0.5, "brand_margin": 0.2, "tta_disagreement": 0.3}
-DIVERSE_PREFILTER = 10  # candidates clustered per batch slot (10 beat 3 and 5 in the simulation)
+DIVERSE_PREFILTER = 10  # candidates clustered per batch slot (10 needed fewer labels than 3 or 5 in the simulation)
 DIVERSE_BATCHES = 10  # batches laid out by clustering; the rest of the queue stays in score order
 REDUNDANCY_PENALTY = 0.1
 SHIFT_FRACTION = 0.08  # horizontal shift of the TTA view, as a share of the width

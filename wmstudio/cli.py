@@ -20,7 +20,7 @@ from wmstudio.offline import apply_offline_env
 from wmstudio.settings import get_settings
 
 app = typer.Typer(help="Find Rumah123 and 99.co watermarks in listing photos.", no_args_is_help=True)
-models_app = typer.Typer(help="List, promote and roll back model versions.", no_args_is_help=True)
+models_app = typer.Typer(help="List, promote, reject and roll back model versions.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 console = Console(stderr=True)
 
@@ -290,6 +290,22 @@ def models_promote(version: str, reason: str = "manual promotion") -> None:
     except RegistryError as exc:
         _fail(str(exc))
     console.print(f"{version} is now the champion")
+
+
+@models_app.command("reject")
+def models_reject(
+    version: str,
+    reason: Annotated[str, typer.Option(help="Why it lost (kept in the registry history).")] = "rejected",
+) -> None:
+    """Move a losing challenger out of the registry (to the state dir); its number is never reused."""
+    from wmstudio.registry import Registry, RegistryError
+
+    settings = get_settings()
+    try:
+        target = Registry(settings.registry_dir).reject(version, settings.state_dir / "rejected", reason)
+    except RegistryError as exc:
+        _fail(str(exc))
+    console.print(f"{version} moved to {target}")
 
 
 @models_app.command("rollback")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,7 +60,9 @@ class Registry:
         )
 
     def next_version(self) -> str:
-        numbers = [int(m.group(1)) for v in self.versions() if (m := VERSION_PATTERN.match(v))]
+        """One above every version ever issued: folders here, and versions moved out (history)."""
+        issued = self.versions() + [h.get("version", "") for h in self.history()]
+        numbers = [int(m.group(1)) for v in issued if (m := VERSION_PATTERN.match(v))]
         return f"v{max(numbers, default=0) + 1}"
 
     def path(self, version: str) -> Path:
@@ -110,6 +113,35 @@ class Registry:
             }
         )
         self._write(data)
+
+    def reject(self, version: str, destination: Path, reason: str = "") -> Path:
+        """Move a challenger that lost out of the registry, and record it so its number stays taken.
+
+        The registry folder is what the image, the repository and the API carry: a rejected
+        version does not belong there, but its weights stay at hand (``destination``) and its
+        number is never issued again, so "v10" keeps meaning one model in notes and reports.
+        """
+        folder = self.path(version)
+        if version == self.champion():
+            raise RegistryError(f"{version} is the champion: promote another version before rejecting it")
+        target = Path(destination) / version
+        if target.exists():
+            raise RegistryError(f"{target} already exists: move it away first")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(folder, target)
+        data = self._read()
+        data.setdefault("history", []).append(
+            {
+                "version": version,
+                "previous": None,
+                "action": "reject",
+                "reason": reason,
+                "moved_to": os.path.relpath(target, self.root),  # relative: the registry travels (git, images)
+                "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
+        self._write(data)
+        return target
 
     def rollback(self, reason: str = "rollback") -> str:
         """Make the previous champion the champion again."""

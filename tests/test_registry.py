@@ -1,0 +1,67 @@
+"""The registry: a rejected version leaves the folder but keeps its number."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from wmstudio.registry import Registry, RegistryError
+
+
+def _registry(root: Path, versions: int) -> Registry:
+    registry = Registry(root)
+    for number in range(1, versions + 1):
+        registry.write_card(f"v{number}", {"version": f"v{number}", "threshold": 0.5})
+    return registry
+
+
+def test_a_rejected_version_moves_out_is_recorded_and_its_number_is_not_reissued(tmp_path):
+    registry = _registry(tmp_path / "models", 3)
+    registry.promote("v2", "better")
+    target = registry.reject("v3", tmp_path / "rejected", "failed the gate")
+    assert target == tmp_path / "rejected" / "v3" and (target / "model_card.json").exists()
+    assert registry.versions() == ["v1", "v2"]
+    assert registry.history()[-1] | {"time": None} == {
+        "version": "v3",
+        "previous": None,
+        "action": "reject",
+        "reason": "failed the gate",
+        "moved_to": os.path.relpath(target, registry.root),
+        "time": None,
+    }
+    assert registry.next_version() == "v4"
+    assert registry.champion() == "v2"
+
+
+def test_the_champion_cannot_be_rejected_and_nothing_moves(tmp_path):
+    registry = _registry(tmp_path / "models", 2)
+    registry.promote("v2")
+    with pytest.raises(RegistryError, match="champion"):
+        registry.reject("v2", tmp_path / "rejected")
+    with pytest.raises(RegistryError, match="not in the registry"):
+        registry.reject("v9", tmp_path / "rejected")
+    assert registry.versions() == ["v1", "v2"] and not (tmp_path / "rejected").exists()
+
+
+def test_rollback_skips_rejections(tmp_path):
+    registry = _registry(tmp_path / "models", 3)
+    registry.promote("v1")
+    registry.promote("v2")
+    registry.reject("v3", tmp_path / "rejected")
+    assert registry.rollback() == "v1"
+
+
+def test_cli_reject_names_a_user_mistake_without_a_traceback(tmp_path):
+    registry = _registry(tmp_path / "models", 2)
+    registry.promote("v1")
+    env = {"WMSTUDIO_REGISTRY_DIR": str(registry.root), "WMSTUDIO_STATE_DIR": str(tmp_path / "state")}
+    refused = run_cli("models", "reject", "v1", env=env)
+    assert refused.returncode == 2 and "champion" in refused.stderr and "Traceback" not in refused.stderr
+    moved = run_cli("models", "reject", "v2", "--reason", "lost on validation", env=env)
+    assert moved.returncode == 0, moved.stderr
+    assert (tmp_path / "state" / "rejected" / "v2" / "model_card.json").exists()
+    assert json.loads((registry.root / "registry.json").read_text())["history"][-1]["reason"] == "lost on validation"

@@ -151,7 +151,7 @@ def uncertainty_order(model, pool: dict, candidates: np.ndarray, labelled: np.nd
         u = combine(as_prediction(base[row]), [as_prediction(v[row]) for v in views], list(CLASSES[1:]), 0.5)
         entries.append((str(index), u, int(pool["hashes"][index])))
     known = [(str(i), int(pool["hashes"][i])) for i in labelled]
-    features = {str(index): row for index, row in zip(candidates, design(pool)[candidates], strict=True)}
+    features = {str(index): row for index, row in zip(candidates, x, strict=True)}
     ranked = diverse_batches(rank_diverse(entries, 10, known), features, batch, batches=1)
     return np.array([int(r.key) for r in ranked])
 

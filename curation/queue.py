@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import delete, exists, select
@@ -28,6 +29,15 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 OPEN_STATUSES = ("sent", "labelled", "skipped")  # items a rebuild must not touch
 LS_AUTHOR_PREFIX = "label-studio:"
+
+
+class ScoredPhoto(NamedTuple):
+    """One candidate of a queue build: the stored photo and what ranking needs of it."""
+
+    image: Image
+    uncertainty: Uncertainty
+    hash_bits: int
+    features: np.ndarray
 
 
 @dataclass
@@ -149,14 +159,15 @@ def build_queue(
             report.unreadable.append(f"{image.path}: {exc.message}")
             continue
         store_predictions(session, image, prediction, detector)
-        scored[image.sha256 + f"#{image.id}"] = (image, uncertainty, bits, features)
+        scored[image.sha256 + f"#{image.id}"] = ScoredPhoto(image, uncertainty, bits, features)
     report.scored = len(scored)
-    ranked = rank_diverse(((k, u, b) for k, (_, u, b, _) in scored.items()), max_distance, _known_hashes(session))
-    ranked = diverse_batches(ranked, {k: v[3] for k, v in scored.items()}, batch_size)
+    entries = ((key, photo.uncertainty, photo.hash_bits) for key, photo in scored.items())
+    ranked = rank_diverse(entries, max_distance, _known_hashes(session))
+    ranked = diverse_batches(ranked, {key: photo.features for key, photo in scored.items()}, batch_size)
     pending = {item.image_id: item for item in session.scalars(select(QueueItem).where(QueueItem.status == "pending"))}
     priority = float("inf")
     for entry in ranked:
-        image = scored[entry.key][0]
+        image = scored[entry.key].image
         item = pending.get(image.id) or QueueItem(image_id=image.id, status="pending")
         priority = min(entry.score, priority - 1e-6)
         entry.score = round(priority, 6)
@@ -165,7 +176,7 @@ def build_queue(
         report.queued += 1
         report.demoted_copies += entry.duplicate_of is not None
     session.flush()
-    report.top = [{"image": scored[e.key][0].path, "score": e.score, "reason": e.reason()} for e in ranked[:10]]
+    report.top = [{"image": scored[e.key].image.path, "score": e.score, "reason": e.reason()} for e in ranked[:10]]
     return report
 
 

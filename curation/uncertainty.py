@@ -231,7 +231,8 @@ def diverse_batches(
         return remaining
     matrix = np.stack([features[r.key] for r in remaining]).astype(float)
     scale = matrix.std(axis=0)
-    standardised = {r.key: (features[r.key] - matrix.mean(axis=0)) / np.where(scale > 0, scale, 1.0) for r in remaining}
+    matrix = (matrix - matrix.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
+    standardised = {r.key: row for r, row in zip(remaining, matrix, strict=True)}
     ordered: list[Ranked] = []
     for number in range(batches):
         if len(remaining) <= batch:
@@ -240,9 +241,9 @@ def diverse_batches(
         points = np.stack([standardised[r.key] for r in top])
         distinct = len(np.unique(points.round(9), axis=0))
         labels = KMeans(min(batch, distinct), n_init=3, random_state=0).fit(points).labels_
-        picked = sorted({int(np.flatnonzero(labels == c)[0]) for c in set(labels.tolist())})
-        picked += [i for i in range(len(top)) if i not in picked][: batch - len(picked)]
-        chosen = [top[i] for i in sorted(picked)]
+        picked = {int(np.flatnonzero(labels == c)[0]) for c in set(labels.tolist())}  # best of each cluster
+        fill = [i for i in range(len(top)) if i not in picked][: batch - len(picked)]  # empty clusters' slots
+        chosen = [top[i] for i in sorted(picked.union(fill))]
         for entry in chosen:
             entry.extra["diverse_batch"] = number + 1
         ordered += chosen

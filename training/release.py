@@ -19,6 +19,7 @@ from training.script_errors import exit_on_user_error
 from wmstudio.brands import BRANDS
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
+from wmstudio.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,6 @@ def add_mark_checks(registry: Registry, version: str, data: PreparedData) -> lis
 def threshold_on_validation(detector: Detector, val_sets: dict) -> tuple[float, float, dict[str, list]]:
     """The operating threshold with the best F1 over all validation photos, that F1, and the
     per-set validation predictions (so callers can score them without predicting twice)."""
-    from wmstudio.settings import get_settings
-
     examples = {name: predict_items(detector, items, f"val {name}") for name, items in val_sets.items() if items}
     cap = get_settings().operating_max_other_fp
     threshold, f1 = choose_threshold([e for ex in examples.values() for e in ex], detector.classes, cap)
@@ -152,8 +151,6 @@ def rerelease(version: str) -> dict:
     network stays as it is; the checks, the operating threshold and the test figures are redone
     in the same order as :func:`release_model`.
     """
-    from wmstudio.settings import get_settings
-
     settings = get_settings()
     registry = Registry(settings.registry_dir)
     registry.path(version)  # an unknown version is named before missing data

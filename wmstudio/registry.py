@@ -98,21 +98,17 @@ class Registry:
     def history(self) -> list[dict]:
         return self._read().get("history", [])
 
+    def _record(self, data: dict, entry: dict) -> None:
+        """Append a timestamped history entry to ``data`` and write the index."""
+        data.setdefault("history", []).append(entry | {"time": datetime.now(UTC).isoformat(timespec="seconds")})
+        self._write(data)
+
     def promote(self, version: str, reason: str = "", action: str = "promote") -> None:
         self.path(version)  # must exist
         data = self._read()
         previous = data.get("champion")
         data["champion"] = version
-        data.setdefault("history", []).append(
-            {
-                "version": version,
-                "previous": previous,
-                "action": action,
-                "reason": reason,
-                "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-        )
-        self._write(data)
+        self._record(data, {"version": version, "previous": previous, "action": action, "reason": reason})
 
     def reject(self, version: str, destination: Path, reason: str = "") -> Path:
         """Move a challenger that lost out of the registry, and record it so its number stays taken.
@@ -129,18 +125,9 @@ class Registry:
             raise RegistryError(f"{target} already exists: move it away first")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(folder, target)
-        data = self._read()
-        data.setdefault("history", []).append(
-            {
-                "version": version,
-                "previous": None,
-                "action": "reject",
-                "reason": reason,
-                "moved_to": os.path.relpath(target, self.root),  # relative: the registry travels (git, images)
-                "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-        )
-        self._write(data)
+        entry = {"version": version, "previous": None, "action": "reject", "reason": reason}
+        # relative: the registry travels (git, images)
+        self._record(self._read(), entry | {"moved_to": os.path.relpath(target, self.root)})
         return target
 
     def rollback(self, reason: str = "rollback") -> str:

@@ -15,7 +15,7 @@ from training.build import build_synthetic, house_split
 from training.pipeline import default_dirs
 from training.synth.compose import SynthConfig, SyntheticGenerator
 from training.synth.fonts import available_fonts, fonts_for
-from training.synth.marks import RenderedMark, render_99co, render_other, render_rumah123
+from training.synth.marks import GlyphMix, RenderedMark, render_99co, render_other, render_rumah123
 from training.synth.template import estimate_template
 from training.synth.variation import MarkVariation
 
@@ -156,6 +156,30 @@ def test_glyph_variation_changes_train_marks_and_keeps_their_label():
     assert all(np.asarray(v.image.getchannel("A")).max() > 200 for v in varied), "a variation erased the mark"
     sizes = {v.image.size for v in varied}
     assert len(sizes) > 3, "weight, slant and width variations should change the coverage's shape"
+
+
+@pytest.mark.parametrize("renderer", [render_rumah123, render_99co, render_other])
+def test_mixed_glyph_marks_differ_from_every_single_font_rendering(renderer):
+    """A per-character font mix draws a whole mark, and one no single training font draws."""
+    fonts = fonts_for("train")
+    mixed = renderer(GlyphMix(fonts, random.Random(5)), 60, random.Random(3)).image.getchannel("A")
+    ink = np.asarray(mixed) > 128
+    assert ink.any() and mixed.height >= 30, "the mixed mark should be a visible line of text"
+    singles = {renderer(font, 60, random.Random(3)).image.getchannel("A").tobytes() for font in fonts}
+    assert mixed.tobytes() not in singles
+    again = renderer(GlyphMix(fonts, random.Random(5)), 60, random.Random(3)).image.getchannel("A")
+    assert again.tobytes() == mixed.tobytes(), "the mix is seeded"
+
+
+def test_variation_sometimes_mixes_fonts_and_only_among_those_given():
+    fonts = fonts_for("train")
+    variation = MarkVariation(random.Random(0))
+    picks = [variation.typeface(fonts[0], fonts) for _ in range(200)]
+    mixes = [p for p in picks if isinstance(p, GlyphMix)]
+    assert 20 < len(mixes) < 120, "about three marks in ten get mixed fonts"
+    assert all(set(m.fonts) == set(fonts) for m in mixes)
+    assert all(p == fonts[0] for p in picks if not isinstance(p, GlyphMix))
+    assert variation.typeface(fonts[0], fonts[:1]) == fonts[0], "one font: nothing to mix"
 
 
 def test_slant_shears_the_top_row_right_for_italic():

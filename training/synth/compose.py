@@ -183,7 +183,9 @@ class SyntheticGenerator:
         if label == "rumah123" and self.template_mark is not None and self.rng.random() < self.config.p_template:
             mark = RenderedMark(self.template_mark, "rumah123")
         else:
-            mark = RENDERERS[label](self.rng.choice(self.fonts), height * 2, self.rng)
+            font = self.rng.choice(self.fonts)
+            typeface = self.variation.typeface(font, self.fonts) if self.variation is not None else font
+            mark = RENDERERS[label](typeface, height * 2, self.rng)
         return self.variation(mark) if self.variation is not None else mark
 
     def _draw(self, canvas: Image.Image, label: str, placement: str) -> list[DrawnBox]:

@@ -7,6 +7,7 @@ the model must recognise a brand's mark in renderings it has never seen.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,11 +63,62 @@ class RenderedMark:
     label: str  # "rumah123", "99co" or "other"
 
 
-def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(path), size=max(8, size))
+@dataclass(frozen=True)
+class GlyphMix:
+    """Draw a wordmark one character at a time, each in a font picked from ``fonts``.
+
+    Train-only (chosen by ``training.synth.variation``): with a few dozen offline fonts, a
+    detector can key on whole-word shapes of the training fonts; a word whose letters come from
+    different fonts, sizes and baselines only stays recognisable by its letters. Its own random
+    stream keeps the generator's main stream (what is drawn where) unchanged.
+    """
+
+    fonts: tuple[Path, ...]
+    rng: random.Random
 
 
-def _text_layer(text: str, font: ImageFont.FreeTypeFont, stroke: int = 0) -> Image.Image:
+@dataclass(frozen=True)
+class MixedFace:
+    """A :class:`GlyphMix` at a nominal size (what ``_font`` returns for a mix)."""
+
+    mix: GlyphMix
+    size: int
+
+
+Typeface = Path | GlyphMix
+
+
+def _font(font: Typeface, size: int) -> ImageFont.FreeTypeFont | MixedFace:
+    if isinstance(font, GlyphMix):
+        return MixedFace(font, max(8, size))
+    return ImageFont.truetype(str(font), size=max(8, size))
+
+
+def _mixed_text_layer(text: str, face: MixedFace, stroke: int) -> Image.Image:
+    """Characters in random fonts, sizes (±15 %) and baselines (±5 %), on one coverage layer."""
+    rng = face.mix.rng
+    pieces: list[tuple[ImageFont.FreeTypeFont, str, float, float]] = []  # font, char, x, baseline shift
+    x = 0.0
+    for char in text:
+        size = max(8, int(face.size * rng.uniform(0.85, 1.15)))
+        font = ImageFont.truetype(str(rng.choice(face.mix.fonts)), size=size)
+        pieces.append((font, char, x, face.size * rng.uniform(-0.05, 0.05)))
+        x += font.getlength(char) + stroke + face.size * rng.uniform(-0.02, 0.06)
+    boxes = [font.getbbox(char, anchor="ls", stroke_width=stroke) for font, char, _, _ in pieces]
+    left = min(px + box[0] for (_, _, px, _), box in zip(pieces, boxes, strict=True))
+    top = min(dy + box[1] for (_, _, _, dy), box in zip(pieces, boxes, strict=True))
+    right = max(px + box[2] for (_, _, px, _), box in zip(pieces, boxes, strict=True))
+    bottom = max(dy + box[3] for (_, _, _, dy), box in zip(pieces, boxes, strict=True))
+    layer = Image.new("L", (math.ceil(right - left) + 2, math.ceil(bottom - top) + 2), 0)
+    draw = ImageDraw.Draw(layer)
+    for font, char, px, dy in pieces:
+        draw.text((px - left + 1, dy - top + 1), char, font=font, fill=255, anchor="ls", stroke_width=stroke)
+    return layer
+
+
+def _text_layer(text: str, font: ImageFont.FreeTypeFont | MixedFace, stroke: int = 0) -> Image.Image:
+    if isinstance(font, MixedFace):
+        return _mixed_text_layer(text, font, stroke)
     left, top, right, bottom = font.getbbox(text, stroke_width=stroke)
     layer = Image.new("L", (right - left + 2, bottom - top + 2), 0)
     ImageDraw.Draw(layer).text((-left + 1, -top + 1), text, font=font, fill=255, stroke_width=stroke)
@@ -159,7 +211,7 @@ def as_rgba(coverage: Image.Image) -> Image.Image:
     return rgba
 
 
-def render_rumah123(font: Path, height: int, rng: random.Random) -> RenderedMark:
+def render_rumah123(font: Typeface, height: int, rng: random.Random) -> RenderedMark:
     """Pin icon + 'rumah123' wordmark, ~4.7:1 like the observed mark, with layout variations."""
     text = rng.choices(["rumah123", "Rumah123", "rumah123.com", "RUMAH123"], [0.7, 0.15, 0.1, 0.05])[0]
     stroke = rng.choice((0, 0, 0, 1))
@@ -172,7 +224,7 @@ def render_rumah123(font: Path, height: int, rng: random.Random) -> RenderedMark
     return RenderedMark(as_rgba(layer), "rumah123")
 
 
-def render_99co(font: Path, height: int, rng: random.Random) -> RenderedMark:
+def render_99co(font: Typeface, height: int, rng: random.Random) -> RenderedMark:
     """'99.co' wordmark, sometimes with a house-in-square icon or a smaller '.co'."""
     big = _font(font, int(height * rng.uniform(0.8, 1.0)))
     style = rng.choices(["plain", "small_co", "icon", "stacked"], [0.45, 0.2, 0.25, 0.1])[0]
@@ -195,7 +247,7 @@ def render_99co(font: Path, height: int, rng: random.Random) -> RenderedMark:
     return RenderedMark(as_rgba(layer), "99co")
 
 
-def render_other(font: Path, height: int, rng: random.Random) -> RenderedMark:
+def render_other(font: Typeface, height: int, rng: random.Random) -> RenderedMark:
     """Another agency's mark, a phone number or sale-sign text: must NOT be detected."""
     text = rng.choice(HARD_NEGATIVE_TEXTS)
     layer = _text_layer(text, _font(font, int(height * rng.uniform(0.7, 1.0))), rng.choice((0, 0, 1)))

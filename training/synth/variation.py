@@ -1,4 +1,4 @@
-"""Train-only variation of a rendered mark's glyph shapes: weight, slant, width, look-alike icons.
+"""Train-only variation of a mark's glyph shapes: mixed fonts, weight, slant, width, look-alike icons.
 
 Error analysis of v5 on the synthetic *validation* split (held-out fonts) showed most misses
 were marks found in the right place with the right brand but at a low score (0.05-0.3): the
@@ -9,6 +9,11 @@ are what the model keys on. The same happens to hard negatives, so "distorted" n
 "brand"; some hard negatives also get the Rumah123-style map pin, because other agencies'
 marks with a pin (Rumahku, rumah.com) were the commonest false alarm.
 
+Error analysis of v9 found clear, large marks in held-out fonts (a serif "99.co", an italic
+"rumah123") not found at all: the network still keyed on the training fonts' whole-word
+shapes. So some train marks (and hard negatives) are now drawn with a different font per
+character (:class:`~training.synth.marks.GlyphMix`).
+
 It draws from its own random stream and only for the train split, so the validation and test
 renderings stay byte-identical and earlier versions' figures remain comparable.
 """
@@ -16,16 +21,19 @@ renderings stay byte-identical and earlier versions' figures remain comparable.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from training.synth.marks import RenderedMark, as_rgba, join_layers, pin_icon
+from training.synth.marks import GlyphMix, RenderedMark, Typeface, as_rgba, join_layers, pin_icon
 
 P_WEIGHT = 0.35  # bolder or thinner strokes
 P_SLANT = 0.35
 P_WIDTH = 0.3
 P_PIN_ON_OTHER = 0.15
+P_MIXED_GLYPHS = 0.3  # one font per character
 MIN_KEPT_COVERAGE = 0.5  # thinning that erases more than half a mark's ink is skipped
 
 
@@ -34,6 +42,12 @@ class MarkVariation:
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
+
+    def typeface(self, font: Path, fonts: Sequence[Path]) -> Typeface:
+        """``font``, or sometimes a per-character mix of ``fonts`` (drawn from this stream)."""
+        if len(fonts) > 1 and self.rng.random() < P_MIXED_GLYPHS:
+            return GlyphMix(tuple(fonts), self.rng)
+        return font
 
     def __call__(self, mark: RenderedMark) -> RenderedMark:
         coverage = mark.image.getchannel("A")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from training.error_analysis import box_outcomes, cause_table, false_alarms, size_bucket
+import numpy as np
+from PIL import Image
+
+from training.error_analysis import SHEET_TILE, box_outcomes, cause_table, false_alarms, miss_sheet, size_bucket
 from training.evaluate import Example
 from training.manifest import Box, Item
 from wmstudio.runtime import Detection, Prediction
@@ -52,3 +55,25 @@ def test_false_alarms_only_count_photos_without_a_brand_mark():
         _example("positive", [Box("rumah123", MARK)], [Detection("rumah123", 0.9, tuple(MARK))]),
     ]
     assert false_alarms(examples, threshold=0.5) == [("images/negative-alarm.jpg", "99co", 0.8)]
+
+
+def test_miss_sheet_draws_each_missed_box_and_nothing_when_all_are_found(tmp_path):
+    for name in ("found", "low", "lost"):
+        (tmp_path / "images").mkdir(exist_ok=True)
+        Image.new("RGB", (480, 640), (90, 90, 90)).save(tmp_path / "images" / f"{name}.jpg")
+    examples = [
+        _example("found", [Box("rumah123", MARK)], [Detection("rumah123", 0.9, tuple(MARK))]),
+        _example("low", [Box("rumah123", MARK)], [Detection("rumah123", 0.2, tuple(MARK))]),
+        _example("lost", [Box("99co", MARK)], []),
+    ]
+    items = [(example.item, tmp_path) for example in examples]
+    outcomes = box_outcomes(examples, threshold=0.5)
+    sheet_path = miss_sheet(outcomes, examples, items, 0.5, tmp_path / "out" / "misses.png")
+    sheet = np.asarray(Image.open(sheet_path))
+    assert sheet.shape[0] == SHEET_TILE, "two misses fit one row"
+    yellow = (sheet[..., 0] > 200) & (sheet[..., 1] > 200) & (sheet[..., 2] < 80)
+    left, right = yellow[:, :SHEET_TILE].any(), yellow[:, SHEET_TILE : 2 * SHEET_TILE].any()
+    assert left and right, "each missed box is outlined on its tile"
+    assert not yellow[:, 2 * SHEET_TILE :].any(), "the found box gets no tile"
+    found_only = [o for o in outcomes if o.cause == "found"]
+    assert miss_sheet(found_only, examples, items, 0.5, tmp_path / "none.png") is None

@@ -9,22 +9,32 @@ negatives that raise an alarm are listed with the brand they were mistaken for.
 Run it on validation (the default): choosing what to change by looking at test errors would
 turn the test set into a tuning set.
 
-    python -m training.error_analysis v5 [--split val] [--show 10]
+    python -m training.error_analysis v5 [--split val] [--show 10] [--sheet misses.png]
+
+``--sheet`` also draws the misses as a contact sheet (labelled box in yellow, the detector's
+boxes above the threshold in brand colours): a look at the missed marks says more than their
+count (it is how v9's misses of large marks in unfamiliar fonts were spotted).
 """
 
 from __future__ import annotations
 
 import argparse
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image, ImageDraw
+
 from curation.boxes import iou
 from training.evaluate import Example, predict_items
+from training.manifest import Item
 from training.release import default_sets
 from training.script_errors import exit_on_user_error
+from wmstudio.imaging import decode_image
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
+from wmstudio.runtime.render import draw_boxes
 from wmstudio.settings import get_settings
 
 MATCH_IOU = 0.5
@@ -41,6 +51,7 @@ class BoxOutcome:
     size: str
     cause: str
     best_score: float  # the best same-place candidate's score (any brand), 0 if none
+    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # the labelled box, in pixels
 
 
 def size_bucket(box_height: float, image_height: int) -> str:
@@ -73,6 +84,7 @@ def box_outcomes(examples: list[Example], threshold: float) -> list[BoxOutcome]:
                     size_bucket(truth.box[3] - truth.box[1], item.height),
                     cause,
                     round(best_any.score if best_any else 0.0, 3),
+                    tuple(truth.box),
                 )
             )
     return outcomes
@@ -103,12 +115,49 @@ def cause_table(outcomes: list[BoxOutcome]) -> list[tuple[str, str, int, dict[st
     ]
 
 
+SHEET_TILE = 360
+SHEET_COLUMNS = 4
+TRUTH_COLOUR = (255, 230, 0)
+
+
+def miss_sheet(
+    outcomes: Sequence[BoxOutcome],
+    examples: Sequence[Example],
+    items: Sequence[tuple[Item, Path]],
+    threshold: float,
+    path: Path,
+    limit: int = 24,
+) -> Path | None:
+    """A PNG grid of up to ``limit`` missed boxes, highest best score first; None if none missed."""
+    misses = sorted((o for o in outcomes if o.cause != "found"), key=lambda o: -o.best_score)[:limit]
+    if not misses:
+        return None
+    roots = {item.path: root for item, root in items}
+    predictions = {example.item.path: example.prediction for example in examples}
+    rows = -(-len(misses) // SHEET_COLUMNS)
+    sheet = Image.new("RGB", (SHEET_COLUMNS * SHEET_TILE, rows * SHEET_TILE), (24, 24, 24))
+    for index, miss in enumerate(misses):
+        photo = decode_image(roots[miss.path] / miss.path).image
+        tile = draw_boxes(photo, list(predictions[miss.path].above(threshold)))
+        draw = ImageDraw.Draw(tile)
+        draw.rectangle(miss.box, outline=TRUTH_COLOUR, width=max(2, round(min(tile.size) / 200)))
+        tile.thumbnail((SHEET_TILE, SHEET_TILE - 18))
+        caption = f"{Path(miss.path).name}: {miss.brand} {miss.cause} ({miss.best_score:.2f})"
+        x, y = (index % SHEET_COLUMNS) * SHEET_TILE, (index // SHEET_COLUMNS) * SHEET_TILE
+        sheet.paste(tile, (x, y + 18))
+        ImageDraw.Draw(sheet).text((x + 4, y + 3), caption, fill=(255, 255, 255))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
+
+
 @exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("version")
     parser.add_argument("--split", default="val", choices=("val", "test"))
     parser.add_argument("--show", type=int, default=10, help="list this many misses and false alarms")
+    parser.add_argument("--sheet", type=Path, help="also draw the misses as a PNG contact sheet (one per set)")
     args = parser.parse_args()
     settings = get_settings()
     registry = Registry(settings.registry_dir)
@@ -132,6 +181,10 @@ def main() -> None:
             print(f"  miss  {Path(outcome.path).name}: {where}, {outcome.cause} ({outcome.best_score})")
         for path, brand, score in sorted(alarms, key=lambda a: -a[2])[: args.show]:
             print(f"  alarm {Path(path).name}: {brand} {score}")
+        if args.sheet is not None:
+            out = args.sheet.with_name(f"{args.sheet.stem}-{name}{args.sheet.suffix or '.png'}")
+            if miss_sheet(outcomes, examples, items, threshold, out) is not None:
+                print(f"misses drawn: {out}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,13 @@ def test_cli_reject_names_a_user_mistake_without_a_traceback(tmp_path):
     assert moved.returncode == 0, moved.stderr
     assert (tmp_path / "state" / "rejected" / "v2" / "model_card.json").exists()
     assert json.loads((registry.root / "registry.json").read_text())["history"][-1]["reason"] == "lost on validation"
+
+
+def test_reserved_versions_are_distinct_when_claimed_at_once(tmp_path):
+    """Two trainings finishing together must not export into the same folder."""
+    registry = _registry(tmp_path / "models", 2)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        claimed = list(pool.map(lambda _: Registry(registry.root).reserve_version(), range(8)))
+    assert sorted(claimed, key=lambda v: int(v[1:])) == [f"v{n}" for n in range(3, 11)]
+    assert registry.versions() == ["v1", "v2"], "a reserved folder has no card yet: not a registered version"
+    assert registry.next_version() == "v11"

@@ -36,7 +36,7 @@ def register_model(
     version: str | None = None,
 ) -> str:
     """Create ``registry/<version>/`` with the ONNX model, the .pt weights and the model card."""
-    version = version or registry.next_version()
+    version = version or registry.reserve_version()
     folder = registry.root / version
     export_onnx(weights, imgsz, folder / "model.onnx")
     shutil.copyfile(weights, folder / "model.pt")

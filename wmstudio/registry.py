@@ -60,10 +60,24 @@ class Registry:
         )
 
     def next_version(self) -> str:
-        """One above every version ever issued: folders here, and versions moved out (history)."""
-        issued = self.versions() + [h.get("version", "") for h in self.history()]
+        """One above every version ever issued: folders here (registered or reserved), and
+        versions moved out (history)."""
+        folders = [p.name for p in self.root.glob("v*") if p.is_dir()]
+        issued = folders + [h.get("version", "") for h in self.history()]
         numbers = [int(m.group(1)) for v in issued if (m := VERSION_PATTERN.match(v))]
         return f"v{max(numbers, default=0) + 1}"
+
+    def reserve_version(self) -> str:
+        """Claim the next version by creating its folder, so two trainings that finish together
+        (the side-by-side runs of REPORT §3) never export into the same one."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        while True:
+            version = self.next_version()
+            try:
+                (self.root / version).mkdir()
+            except FileExistsError:
+                continue  # another process claimed it between the count and the mkdir
+            return version
 
     def path(self, version: str) -> Path:
         folder = self.root / version

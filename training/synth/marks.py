@@ -104,11 +104,12 @@ def _mixed_text_layer(text: str, face: MixedFace, stroke: int) -> Image.Image:
         font = ImageFont.truetype(str(rng.choice(face.mix.fonts)), size=size)
         pieces.append((font, char, x, face.size * rng.uniform(-0.05, 0.05)))
         x += font.getlength(char) + stroke + face.size * rng.uniform(-0.02, 0.06)
-    boxes = [font.getbbox(char, anchor="ls", stroke_width=stroke) for font, char, _, _ in pieces]
-    left = min(px + box[0] for (_, _, px, _), box in zip(pieces, boxes, strict=True))
-    top = min(dy + box[1] for (_, _, _, dy), box in zip(pieces, boxes, strict=True))
-    right = max(px + box[2] for (_, _, px, _), box in zip(pieces, boxes, strict=True))
-    bottom = max(dy + box[3] for (_, _, _, dy), box in zip(pieces, boxes, strict=True))
+    extents = []  # each character's ink box on the shared canvas: x0, y0, x1, y1
+    for font, char, px, dy in pieces:
+        x0, y0, x1, y1 = font.getbbox(char, anchor="ls", stroke_width=stroke)
+        extents.append((px + x0, dy + y0, px + x1, dy + y1))
+    left, top = min(e[0] for e in extents), min(e[1] for e in extents)
+    right, bottom = max(e[2] for e in extents), max(e[3] for e in extents)
     layer = Image.new("L", (math.ceil(right - left) + 2, math.ceil(bottom - top) + 2), 0)
     draw = ImageDraw.Draw(layer)
     for font, char, px, dy in pieces:

@@ -134,11 +134,14 @@ def miss_sheet(
         return None
     roots = {item.path: root for item, root in items}
     predictions = {example.item.path: example.prediction for example in examples}
+    drawn: dict[str, Image.Image] = {}  # a tiled photo misses many boxes: decode and draw it once
     rows = -(-len(misses) // SHEET_COLUMNS)
     sheet = Image.new("RGB", (SHEET_COLUMNS * SHEET_TILE, rows * SHEET_TILE), (24, 24, 24))
     for index, miss in enumerate(misses):
-        photo = decode_image(roots[miss.path] / miss.path).image
-        tile = draw_boxes(photo, list(predictions[miss.path].above(threshold)))
+        if miss.path not in drawn:
+            photo = decode_image(roots[miss.path] / miss.path).image
+            drawn[miss.path] = draw_boxes(photo, list(predictions[miss.path].above(threshold)))
+        tile = drawn[miss.path].copy()
         draw = ImageDraw.Draw(tile)
         draw.rectangle(miss.box, outline=TRUTH_COLOUR, width=max(2, round(min(tile.size) / 200)))
         tile.thumbnail((SHEET_TILE, SHEET_TILE - 18))

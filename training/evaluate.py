@@ -134,8 +134,9 @@ def evaluate_examples(examples: list[Example], brands: Sequence[str], threshold:
     flagged = [e for e in negatives if e.prediction.above(threshold)]
     result["negatives"] = len(negatives)
     result["negative_fp_rate"] = len(flagged) / len(negatives) if negatives else float("nan")
-    result["other_mark_images"] = len(_other_mark_examples(examples))
-    result["other_mark_fp_rate"] = other_mark_fp_rate_at(examples, threshold)
+    with_other = _other_mark_examples(examples)
+    result["other_mark_images"] = len(with_other)
+    result["other_mark_fp_rate"] = other_mark_fp_rate_at(with_other, threshold)  # filtering again is a no-op
     result["confusion"] = confusion_matrix(examples, brands, threshold)
     result["errors"] = [
         {

@@ -102,22 +102,27 @@ def choose_threshold(
     return best_threshold, best_f1
 
 
+def brand_boxes(examples: Sequence[Example], brand: str) -> tuple[dict[int, np.ndarray], list[ScoredBox]]:
+    """One brand's truth boxes per photo index, and every candidate of that brand with its photo."""
+    truths = {
+        i: np.asarray([b.box for b in e.item.boxes if b.brand == brand]).reshape(-1, 4) for i, e in enumerate(examples)
+    }
+    detections = [
+        ScoredBox(i, d.score, d.box)
+        for i, e in enumerate(examples)
+        for d in e.prediction.candidates
+        if d.brand == brand
+    ]
+    return truths, detections
+
+
 def evaluate_examples(examples: list[Example], brands: Sequence[str], threshold: float) -> dict:
     """All metrics for one evaluation set at the given operating threshold."""
     result: dict = {"threshold": threshold, "images": len(examples), "per_brand": {}}
     for brand in brands:
         truth, scores = _image_truth_and_scores(examples, brand)
         image_level = precision_recall_f1(truth, scores >= threshold)
-        truths = {
-            i: np.asarray([b.box for b in e.item.boxes if b.brand == brand]).reshape(-1, 4)
-            for i, e in enumerate(examples)
-        }
-        detections = [
-            ScoredBox(i, d.score, d.box)
-            for i, e in enumerate(examples)
-            for d in e.prediction.candidates
-            if d.brand == brand
-        ]
+        truths, detections = brand_boxes(examples, brand)
         reported = [d for d in detections if d.score >= threshold]
         aps = [average_precision(detections, truths, float(t)) for t in COCO_IOU_THRESHOLDS]
         ious = matched_ious(reported, truths)

@@ -18,35 +18,54 @@ class ScoredBox:
     box: tuple[float, float, float, float]
 
 
-def average_precision(detections: list[ScoredBox], truths: dict[int, np.ndarray], iou_threshold: float) -> float:
-    """COCO 101-point interpolated AP of one class at one IoU threshold (NaN without truths)."""
-    total = sum(len(t) for t in truths.values())
-    if total == 0:
-        return float("nan")
+def match_detections(
+    detections: list[ScoredBox], truths: dict[int, np.ndarray], iou_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy COCO matching: each detection's image, score and whether it hit an unused truth.
+
+    Matching never crosses images and runs in descending score order within one, so an image's
+    hits do not depend on which other images are evaluated with it; that is what lets a bootstrap
+    resample images without matching again (:mod:`training.bootstrap`).
+    """
     used = {image: np.zeros(len(t), dtype=bool) for image, t in truths.items()}
-    hits = []
-    for det in sorted(detections, key=lambda d: -d.score):
+    ordered = sorted(detections, key=lambda d: -d.score)
+    hits = np.zeros(len(ordered), dtype=bool)
+    for index, det in enumerate(ordered):
         gts = truths.get(det.image, np.zeros((0, 4)))
-        hit = False
         if len(gts):
             ious = iou_matrix(np.asarray([det.box]), gts)[0]
             ious[used[det.image]] = -1
             best = int(ious.argmax())
             if ious[best] >= iou_threshold:
                 used[det.image][best] = True
-                hit = True
-        hits.append(hit)
-    if not hits:
+                hits[index] = True
+    images = np.array([d.image for d in ordered], dtype=int)
+    scores = np.array([d.score for d in ordered], dtype=float)
+    return images, scores, hits
+
+
+def ap_from_matches(scores: np.ndarray, hits: np.ndarray, total_truths: int) -> float:
+    """COCO 101-point interpolated AP from matched detections (NaN without truths)."""
+    if total_truths == 0:
+        return float("nan")
+    if len(hits) == 0:
         return 0.0
+    hits = np.asarray(hits, dtype=bool)[np.argsort(-np.asarray(scores), kind="stable")]
     tp = np.cumsum(hits)
-    fp = np.cumsum(~np.asarray(hits))
-    recall = tp / total
+    fp = np.cumsum(~hits)
+    recall = tp / total_truths
     precision = tp / np.maximum(tp + fp, 1e-9)
     precision = np.maximum.accumulate(precision[::-1])[::-1]
     points = np.linspace(0, 1, 101)
     index = np.searchsorted(recall, points, side="left")
     sampled = np.where(index < len(precision), precision[np.minimum(index, len(precision) - 1)], 0.0)
     return float(sampled.mean())
+
+
+def average_precision(detections: list[ScoredBox], truths: dict[int, np.ndarray], iou_threshold: float) -> float:
+    """COCO 101-point interpolated AP of one class at one IoU threshold (NaN without truths)."""
+    _, scores, hits = match_detections(detections, truths, iou_threshold)
+    return ap_from_matches(scores, hits, sum(len(t) for t in truths.values()))
 
 
 def matched_ious(detections: list[ScoredBox], truths: dict[int, np.ndarray], iou_threshold: float = 0.5) -> list[float]:

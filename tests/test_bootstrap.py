@@ -69,3 +69,29 @@ def test_same_seed_same_interval_and_different_photos_are_refused():
     other = photo_matches(_photos(52, seed=5, skill=0.6), "rumah123")
     with pytest.raises(ValueError, match="same photos"):
         bootstrap_ap50([matches, other], resamples=10)
+
+
+def test_layouts_keep_clean_photos_in_both_and_subset_scores_like_those_photos_alone():
+    tiled_marks = [(x, 20.0, x + 60.0, 40.0) for x in (0.0, 100.0, 200.0)]
+    tiled = Example(
+        Item(
+            sha256="tiled",
+            path="images/tiled.jpg",
+            width=480,
+            height=640,
+            brand="rumah123",
+            boxes=[Box("rumah123", box) for box in tiled_marks],
+        ),
+        Prediction(480, 640, tuple(Detection("rumah123", 0.3, box) for box in tiled_marks)),
+    )
+    photos = [*_photos(20, seed=6, skill=0.6), tiled]
+    matches = photo_matches(photos, "rumah123")
+    layouts = matches.layouts()
+    clean = matches.truths == 0
+    assert layouts["one mark"][clean].all() and layouts["repeated marks"][clean].all()
+    assert layouts["repeated marks"].tolist() == (matches.truths != 1).tolist()
+    assert not layouts["one mark"][-1] and layouts["repeated marks"][-1]
+    single = [photo for photo, keep in zip(photos, layouts["one mark"], strict=True) if keep]
+    expected = evaluate_examples(single, ["rumah123"], 0.5)["per_brand"]["rumah123"]["ap50"]
+    assert matches.subset(layouts["one mark"]).ap50() == pytest.approx(expected)
+    assert matches.subset(layouts["one mark"]).ap50() != pytest.approx(matches.ap50())

@@ -8,7 +8,7 @@ the *same* resampled photos score both, so the interval of their difference is m
 than two separate intervals suggest: a paired interval that excludes 0 is a real difference on
 this kind of data, one that includes 0 is not shown to be.
 
-    python -m training.bootstrap v12 v16 [--split test] [--set synthetic] [--resamples 2000]
+    python -m training.bootstrap v12 v16 [--split test] [--set synthetic] [--resamples 2000] [--by-layout]
 
 Read test intervals only to describe versions already chosen on validation.
 """
@@ -46,6 +46,22 @@ class PhotoMatches:
         scores = np.concatenate([self.scores[i] for i in photos]) if len(photos) else np.zeros(0)
         hits = np.concatenate([self.hits[i] for i in photos]) if len(photos) else np.zeros(0, bool)
         return ap_from_matches(scores, hits, int(self.truths[photos].sum()))
+
+    def subset(self, keep: np.ndarray) -> PhotoMatches:
+        """Only the photos where ``keep`` is true (a boolean mask over photos)."""
+        chosen = np.flatnonzero(keep)
+        return PhotoMatches(
+            tuple(self.scores[i] for i in chosen), tuple(self.hits[i] for i in chosen), self.truths[chosen]
+        )
+
+    def layouts(self) -> dict[str, np.ndarray]:
+        """Photo masks by how many marks of the brand a photo holds; photos without any are in both.
+
+        A tiled photo holds up to dozens of boxes, so the few tiled photos can outweigh all the
+        single marks in a box-level AP; scoring the layouts apart shows which one a gap is in. The
+        photos without the brand stay in both, since their false alarms count against either.
+        """
+        return {"one mark": self.truths <= 1, "repeated marks": self.truths != 1}
 
 
 def photo_matches(examples: Sequence[Example], brand: str) -> PhotoMatches:
@@ -106,6 +122,7 @@ def main() -> None:
     parser.add_argument("--set", default="synthetic", choices=("synthetic", "real"))
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--by-layout", action="store_true", help="also score one-mark and repeated-mark photos apart")
     args = parser.parse_args()
     settings = get_settings()
     registry = Registry(settings.registry_dir)
@@ -123,12 +140,20 @@ def main() -> None:
         matches = [photo_matches(version_examples, brand) for version_examples in examples]
         if matches[0].truths.sum() == 0:
             continue
-        singles, paired = bootstrap_ap50(matches, args.resamples, args.seed)
-        print(f"\n{brand} AP50 ({int(matches[0].truths.sum())} boxes)")
-        for version, single in zip(args.versions, singles, strict=True):
-            print(f"  {version:>6}: {single}")
-        for version, difference in zip(args.versions[1:], paired, strict=True):
-            print(f"  {version} - {args.versions[0]} (paired): {difference}")
+        groups = {"all photos": np.ones(len(matches[0].truths), dtype=bool)}
+        if args.by_layout:
+            groups |= matches[0].layouts()
+        for group, keep in groups.items():
+            chosen = [version_matches.subset(keep) for version_matches in matches]
+            marked = chosen[0].truths > 0
+            if not marked.any():
+                continue
+            singles, paired = bootstrap_ap50(chosen, args.resamples, args.seed)
+            print(f"\n{brand} AP50, {group} ({int(marked.sum())} photos, {int(chosen[0].truths.sum())} boxes)")
+            for version, single in zip(args.versions, singles, strict=True):
+                print(f"  {version:>6}: {single}")
+            for version, difference in zip(args.versions[1:], paired, strict=True):
+                print(f"  {version} - {args.versions[0]} (paired): {difference}")
 
 
 if __name__ == "__main__":

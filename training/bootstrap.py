@@ -8,7 +8,7 @@ the *same* resampled photos score both, so the interval of their difference is m
 than two separate intervals suggest: a paired interval that excludes 0 is a real difference on
 this kind of data, one that includes 0 is not shown to be.
 
-    python -m training.bootstrap v12 v16 [--split test] [--set synthetic] [--resamples 2000] [--by-layout]
+    python -m training.bootstrap v9 v12 [--split test] [--set synthetic] [--resamples 2000] [--by-layout]
 
 Read test intervals only to describe versions already chosen on validation.
 """

@@ -139,6 +139,7 @@ def train(
 ) -> None:
     """Build the default data, train the detector, then export, evaluate and register it."""
     _setup()
+    from training.build import DEFAULT_SYNTH_COUNTS
     from training.pipeline import prepare_default_data
     from training.release import release_model
     from training.train import TrainRecipe
@@ -152,9 +153,8 @@ def train(
         start = str(registry.champion_path() / "model.pt")
     elif warm_start:
         start = warm_start
-    data = prepare_default_data(
-        settings.data_dir, settings.state_dir, {"train": synth_train, "val": 150, "test": 300}, seed, glyph_variation
-    )
+    counts = {**DEFAULT_SYNTH_COUNTS, "train": synth_train}  # val and test stay fixed: comparable across runs
+    data = prepare_default_data(settings.data_dir, settings.state_dir, counts, seed, glyph_variation)
     recipe = TrainRecipe(
         model=model,
         imgsz=imgsz,

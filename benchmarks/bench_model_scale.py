@@ -39,7 +39,6 @@ BATCH = 16
 
 def build(model_yaml: str):
     """An untrained Ultralytics model for our classes, with the trainer's loss attached."""
-    apply_offline_env()
     from ultralytics.cfg import get_cfg
     from ultralytics.nn.tasks import DetectionModel
 

@@ -130,30 +130,32 @@ def main() -> None:
     items = default_sets(settings.state_dir / "datasets", args.split).get(args.set)
     if not items:
         raise FileNotFoundError(f"no {args.set} {args.split} data: run `wmstudio train` first")
+    detectors = [Detector.from_version_dir(folder) for folder in folders]
     examples = [
-        predict_items(Detector.from_version_dir(folder), items, f"{version} {args.set} {args.split}")
-        for version, folder in zip(args.versions, folders, strict=True)
+        predict_items(detector, items, f"{version} {args.set} {args.split}")
+        for version, detector in zip(args.versions, detectors, strict=True)
     ]
-    brands = Detector.from_version_dir(folders[0]).classes
     print(f"{args.set} {args.split}: {len(items)} photos, {args.resamples} resamples, {CONFIDENCE:.0%} intervals")
-    for brand in brands:
+    for brand in detectors[0].classes:
         matches = [photo_matches(version_examples, brand) for version_examples in examples]
-        if matches[0].truths.sum() == 0:
-            continue
         groups = {"all photos": np.ones(len(matches[0].truths), dtype=bool)}
         if args.by_layout:
             groups |= matches[0].layouts()
         for group, keep in groups.items():
-            chosen = [version_matches.subset(keep) for version_matches in matches]
-            marked = chosen[0].truths > 0
-            if not marked.any():
-                continue
-            singles, paired = bootstrap_ap50(chosen, args.resamples, args.seed)
-            print(f"\n{brand} AP50, {group} ({int(marked.sum())} photos, {int(chosen[0].truths.sum())} boxes)")
-            for version, single in zip(args.versions, singles, strict=True):
-                print(f"  {version:>6}: {single}")
-            for version, difference in zip(args.versions[1:], paired, strict=True):
-                print(f"  {version} - {args.versions[0]} (paired): {difference}")
+            print_group(f"{brand} AP50, {group}", [m.subset(keep) for m in matches], args)
+
+
+def print_group(title: str, matches: list[PhotoMatches], args: argparse.Namespace) -> None:
+    """One brand and photo group: each version's interval, then the paired differences."""
+    marked = matches[0].truths > 0
+    if not marked.any():
+        return  # no mark of the brand in this group: AP50 is undefined
+    singles, paired = bootstrap_ap50(matches, args.resamples, args.seed)
+    print(f"\n{title} ({int(marked.sum())} photos, {int(matches[0].truths.sum())} boxes)")
+    for version, single in zip(args.versions, singles, strict=True):
+        print(f"  {version:>6}: {single}")
+    for version, difference in zip(args.versions[1:], paired, strict=True):
+        print(f"  {version} - {args.versions[0]} (paired): {difference}")
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def _detect_one(upload: UploadFile, request: Request, min_score: float | None) -
     detector = _detector(request)  # one reference for the whole request: hot reload cannot split it
     start = time.perf_counter()
     try:
-        decoded = _decode(upload, settings, draft_size=detector.imgsz)
+        decoded = _decode(upload, settings, draft_size=detector.decode_size)
     except ImageError as exc:
         raise _image_error(exc, metrics) from exc
     decoded_at = time.perf_counter()

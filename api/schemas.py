@@ -96,6 +96,7 @@ class ModelInfo(BaseModel):
                 "version": "v1",
                 "classes": ["rumah123", "99co"],
                 "imgsz": 320,
+                "input_sizes": [320, 416],
                 "threshold": 0.45,
                 "metrics": {"real_test_f1": 1.0},
                 "card": {},
@@ -106,6 +107,7 @@ class ModelInfo(BaseModel):
     version: str
     classes: list[str]
     imgsz: int
+    input_sizes: list[int] = Field(description="Sizes the network runs at; candidates of all are pooled.")
     threshold: float
     metrics: dict
     card: dict

@@ -71,7 +71,7 @@ def extract_features(detector, items: list, cache: Path) -> dict:
     base, views, geometry, counts, hashes, labels = [], [], [], [], [], []
     start = time.perf_counter()
     for index, (item, root) in enumerate(items):
-        image = decode_image(root / item.path, draft_size=detector.imgsz).image
+        image = decode_image(root / item.path, draft_size=detector.decode_size).image
         prediction = detector.predict(image)
         scores = prediction.brand_scores()
         base.append([scores.get(b, 0.0) for b in CLASSES[1:]])

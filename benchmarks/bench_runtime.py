@@ -2,7 +2,8 @@
 
 Usage: python benchmarks/bench_runtime.py [--version vN] [--runs 200] [--threads 2]
 Prints end-to-end per-photo latency (decode + letterbox + inference + NMS) for a 1080 px
-JPEG and the model-only time on a pre-processed tensor.
+JPEG and the model-only time on a pre-processed tensor, once per input size when the version
+runs its network at several (``extra_input_sizes`` in its card).
 """
 
 from __future__ import annotations
@@ -54,16 +55,20 @@ def main() -> None:
     folder = registry.path(args.version) if args.version else registry.champion_path()
     detector = Detector.from_version_dir(folder, threads=args.threads)
     data = photo_jpeg()
-    tensor, _ = letterbox(decode_image(data).image, detector.imgsz)
-
-    model_only = timed(lambda: detector.raw(tensor), args.runs)
-    end_to_end = timed(lambda: prediction_record(detector, decode_image(data, draft_size=detector.imgsz)), args.runs)
-    rows = [("model only", model_only), ("1080px JPEG end-to-end", end_to_end)]
+    rows = []
+    for size in detector.input_sizes:
+        tensor, _ = letterbox(decode_image(data).image, size)
+        rows.append((f"model only at {size} px", timed(lambda tensor=tensor: detector.raw(tensor), args.runs)))
+    end_to_end = timed(
+        lambda: prediction_record(detector, decode_image(data, draft_size=detector.decode_size)), args.runs
+    )
+    rows.append(("1080px JPEG end-to-end", end_to_end))
     if detector.mark_checks:
-        served = decode_image(data, draft_size=detector.imgsz).image
+        served = decode_image(data, draft_size=detector.decode_size).image
         checks = timed(lambda: [check.correlation(served) for check in detector.mark_checks], args.runs)
         rows.append((f"mark checks ({len(detector.mark_checks)})", checks))
-    print(f"model {detector.version}, input {detector.imgsz} px, {args.threads} threads, {args.runs} runs")
+    sizes = " + ".join(str(size) for size in detector.input_sizes)
+    print(f"model {detector.version}, input {sizes} px, {args.threads} threads, {args.runs} runs")
     for name, values in rows:
         q = statistics.quantiles(values, n=20)
         print(f"{name:>24}: median {statistics.median(values):6.2f} ms   p95 {q[18]:6.2f} ms")

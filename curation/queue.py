@@ -88,7 +88,7 @@ def candidate_images(session: Session, datasets: list[str]) -> list[Image]:
 
 def _predict_file(detector: Detector, image: Image, tta: bool) -> tuple[Prediction, Uncertainty, int, np.ndarray]:
     """Score one stored photo; boxes are mapped back to original pixels (draft decoding shrinks JPEGs)."""
-    decoded = decode_image(image_file(image), draft_size=detector.imgsz)
+    decoded = decode_image(image_file(image), draft_size=detector.decode_size)
     prediction, uncertainty, features = score_image(detector, decoded.image, tta)
     sx, sy = decoded.scale
     candidates = tuple(

@@ -56,6 +56,7 @@ def test_health_ready_and_model(api_server):
     model = httpx.get(f"{api_server.url}/v1/model").json()
     assert model["classes"] == ["rumah123", "99co"]
     assert 0 < model["threshold"] < 1
+    assert model["input_sizes"][0] == model["imgsz"] == model["card"]["imgsz"]
     assert model["version"] == ready.json()["model_version"]
 
 

@@ -7,8 +7,10 @@ import pytest
 from PIL import Image
 
 from app.examples import synthetic_examples
+from tests.conftest import BUNDLED_REGISTRY
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
+from wmstudio.runtime.detector import ModelInputError
 from wmstudio.runtime.postprocess import iou_matrix
 from wmstudio.runtime.preprocess import letterbox
 
@@ -44,8 +46,8 @@ def data_dir_optional():
 
 def test_raw_outputs_match_on_the_same_input(models, images):
     detector, yolo, torch = models
-    for image in images:
-        tensor, _ = letterbox(image, detector.imgsz)
+    for image, size in ((image, size) for image in images for size in detector.input_sizes):
+        tensor, _ = letterbox(image, size)
         onnx_out = detector.raw(tensor)
         with torch.no_grad():
             torch_out = yolo.model(torch.from_numpy(tensor))
@@ -60,6 +62,8 @@ def test_detections_match_ultralytics_predict(models, images):
     letterbox is the identity): our decoding, NMS and mapping back to original pixels must give
     Ultralytics' boxes and scores. Resize kernels are compared separately by the geometry tests."""
     detector, yolo, _ = models
+    if detector.extra_sizes:
+        pytest.skip("a multi-size version pools its sizes; Ultralytics' predict runs one")
     threshold = 0.25
     for image in images:
         tensor, placement = letterbox(image, detector.imgsz)
@@ -76,3 +80,61 @@ def test_detections_match_ultralytics_predict(models, images):
             match = int(ious.argmax())
             assert ious[0, match] > 0.97
             assert abs(theirs_scores[match] - detection.score) < 0.01
+
+
+def test_a_static_onnx_file_refuses_extra_input_sizes(bundled_registry):
+    folder = Registry(bundled_registry).champion_path()
+    card = Detector.from_version_dir(folder).card
+    if "extra_input_sizes" in card:
+        pytest.skip("the champion's ONNX file is dynamic")
+    with pytest.raises(ModelInputError, match="export it with dynamic height and width"):
+        Detector(folder / "model.onnx", card["classes"], card["imgsz"], 0.5, extra_sizes=(card["imgsz"] + 96,))
+
+
+@pytest.fixture(scope="module")
+def multi_size(models, tmp_path_factory):
+    """The champion's network exported with dynamic height and width, run at two sizes."""
+    from training.export import export_onnx
+
+    detector, yolo, torch = models
+    folder = tmp_path_factory.mktemp("dynamic")
+    weights = folder / "model.pt"
+    weights.write_bytes((Registry(BUNDLED_REGISTRY).champion_path() / "model.pt").read_bytes())
+    onnx = export_onnx(weights, detector.imgsz, folder / "dynamic.onnx", dynamic=True)
+    extra = detector.imgsz + 96
+    return Detector(onnx, detector.classes, detector.imgsz, detector.threshold, extra_sizes=(extra,)), yolo, torch
+
+
+def test_a_dynamic_export_matches_pytorch_at_every_size(multi_size, images):
+    detector, yolo, torch = multi_size
+    assert detector.decode_size == detector.input_sizes[1] > detector.imgsz
+    for image, size in ((image, size) for image in images[:3] for size in detector.input_sizes):
+        tensor, _ = letterbox(image, size)
+        with torch.no_grad():
+            torch_out = yolo.model(torch.from_numpy(tensor))
+        torch_out = (torch_out[0] if isinstance(torch_out, (list, tuple)) else torch_out).numpy()
+        onnx_out = detector.raw(tensor)
+        assert onnx_out.shape == torch_out.shape and onnx_out.shape[2] == 21 * (size // 32) ** 2
+        np.testing.assert_allclose(onnx_out[0, 4:], torch_out[0, 4:], atol=2e-4)
+
+
+def test_sizes_are_pooled_into_one_set_of_non_overlapping_candidates(multi_size, images):
+    """Each reported candidate comes from one of the sizes, and one NMS runs over all of them."""
+    detector = multi_size[0]
+    pooled_any = False
+    for image in images:
+        per_size = [detector.candidates_at(image, size) for size in detector.input_sizes]
+        found = {
+            (float(s), tuple(map(float, b)))
+            for boxes, scores, _ in per_size
+            for b, s in zip(boxes, scores, strict=True)
+        }
+        candidates = detector.predict(image).candidates
+        assert all((d.score, d.box) in found for d in candidates)
+        boxes = np.asarray([d.box for d in candidates]).reshape(-1, 4)
+        assert (iou_matrix(boxes, boxes) - np.eye(len(boxes))).max(initial=0) < 0.5
+        best = max((float(scores.max()) for _, scores, _ in per_size if len(scores)), default=None)
+        if best is not None:
+            assert candidates[0].score == pytest.approx(best)  # the best of any size survives
+            pooled_any = True
+    assert pooled_any

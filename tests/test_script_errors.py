@@ -10,7 +10,16 @@ import pytest
 
 from tests.conftest import ROOT
 
-SCRIPTS = ["bootstrap", "compare", "error_analysis", "input_size", "operating_points", "report_table", "release"]
+SCRIPTS = [
+    "bootstrap",
+    "compare",
+    "error_analysis",
+    "input_size",
+    "multiscale",
+    "operating_points",
+    "report_table",
+    "release",
+]
 
 
 def _run(script: str, state_dir, *args: str) -> subprocess.CompletedProcess:
@@ -38,4 +47,11 @@ def test_scripts_say_how_to_get_missing_datasets(script, tmp_path, bundled_regis
     done = _run(script, tmp_path, "v1")
     assert done.returncode == 1
     assert "wmstudio train" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_multiscale_refuses_a_size_the_network_cannot_take(tmp_path, bundled_registry):
+    done = _run("multiscale", tmp_path, "v1", "--sizes", "400")
+    assert done.returncode == 2
+    assert "multiples of 32" in done.stderr
     assert "Traceback" not in done.stderr

@@ -9,8 +9,10 @@ import pytest
 from PIL import Image
 
 from tests.conftest import run_cli
+from training import multiscale
 from training.build import build_synthetic
 from training.export import register_model
+from training.pipeline import PreparedData
 from training.synth.procedural import write_scenes
 from training.train import TrainRecipe, base_model, train
 from training.yolo_data import Source, write_yolo_dataset
@@ -20,7 +22,7 @@ from wmstudio.runtime import Detector
 
 
 @pytest.mark.slow
-def test_tiny_train_export_predict(tmp_path, caplog):
+def test_tiny_train_export_predict(tmp_path, caplog, monkeypatch):
     pytest.importorskip("ultralytics")
     import torch
     from ultralytics import YOLO
@@ -50,6 +52,17 @@ def test_tiny_train_export_predict(tmp_path, caplog):
     result = run_cli("predict", str(image_path), "--json", env={"WMSTUDIO_REGISTRY_DIR": str(registry.root)})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["model_version"] == version
+
+    # the same network at a second input size: a new version with a dynamic ONNX file
+    synth_dir = tmp_path / "synth"
+    tiny_data = PreparedData(manifest, synth_dir, manifest, synth_dir, data_yaml)
+    monkeypatch.setattr(multiscale, "default_data", lambda state_dir: tiny_data)
+    pooled_card = multiscale.register_multiscale(registry, version, (96,), tmp_path)
+    assert pooled_card["extra_input_sizes"] == [96] and pooled_card["parent"] == version
+    assert pooled_card["recipe"]["multiscale_from"] == version and 0 < pooled_card["threshold"] < 1
+    pooled = Detector.from_version_dir(registry.path(pooled_card["version"]))
+    assert pooled.input_sizes == (64, 96) and pooled.decode_size == 96
+    assert pooled.predict(Image.open(image_path)).width == Image.open(image_path).width
 
     # warm start: the next version starts from this one's weights, classifier included
     warm = TrainRecipe(

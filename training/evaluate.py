@@ -40,7 +40,7 @@ def predict_items(detector: Detector, items: Sequence[tuple[Item, Path]], desc: 
     examples = []
     for item, root in tqdm(items, desc=desc, unit="img"):
         # The same decode path as the API (draft JPEG decoding), so evaluation measures what is served.
-        decoded = decode_image(root / item.path, draft_size=detector.imgsz)
+        decoded = decode_image(root / item.path, draft_size=detector.decode_size)
         prediction = detector.predict(decoded.image)
         sx, sy = decoded.scale
         candidates = tuple(

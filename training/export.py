@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,12 +12,16 @@ from wmstudio.offline import apply_offline_env
 from wmstudio.registry import Registry
 
 
-def export_onnx(weights: Path, imgsz: int, out_path: Path) -> Path:
-    """Static-shape ONNX (1×3×imgsz×imgsz), simplified with onnxslim, opset Ultralytics picks."""
+def export_onnx(weights: Path, imgsz: int, out_path: Path, dynamic: bool = False) -> Path:
+    """ONNX simplified with onnxslim, opset Ultralytics picks.
+
+    Static (1×3×imgsz×imgsz) by default; ``dynamic`` leaves batch, height and width free, for a
+    version that runs its network at several input sizes (the outputs at ``imgsz`` are the same).
+    """
     apply_offline_env()
     from ultralytics import YOLO
 
-    exported = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=False, simplify=True))
+    exported = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if exported.resolve() != out_path.resolve():  # Ultralytics writes next to the weights
         shutil.copyfile(exported, out_path)
@@ -34,11 +39,17 @@ def register_model(
     metrics: dict | None = None,
     parent: str | None = None,
     version: str | None = None,
+    extra_sizes: Sequence[int] = (),
 ) -> str:
-    """Create ``registry/<version>/`` with the ONNX model, the .pt weights and the model card."""
+    """Create ``registry/<version>/`` with the ONNX model, the .pt weights and the model card.
+
+    With ``extra_sizes`` the ONNX file is exported with dynamic height and width and the card
+    lists them as ``extra_input_sizes``: the runtime then runs the network at each and pools the
+    candidates (:class:`wmstudio.runtime.Detector`).
+    """
     version = version or registry.reserve_version()
     folder = registry.root / version
-    export_onnx(weights, imgsz, folder / "model.onnx")
+    export_onnx(weights, imgsz, folder / "model.onnx", dynamic=bool(extra_sizes))
     shutil.copyfile(weights, folder / "model.pt")
     card = {
         "version": version,
@@ -53,6 +64,8 @@ def register_model(
         "parent": parent,
         "licence": "Model trained with Ultralytics YOLO (AGPL-3.0).",
     }
+    if extra_sizes:
+        card["extra_input_sizes"] = [int(size) for size in extra_sizes]
     registry.write_card(version, card)
     return version
 

@@ -144,6 +144,14 @@ def evaluate_version(
     return evaluate_detector(detector, sets, detector.threshold, out_dir or folder / "evaluation", split)
 
 
+def default_data(state_dir: Path) -> PreparedData:
+    """The default recipe's real and synthetic sets as they are on disk (built by `wmstudio train`)."""
+    real_dir, synthetic_dir = default_dirs(state_dir / "datasets")
+    if not all((folder / "manifest.json").exists() for folder in (real_dir, synthetic_dir)):
+        raise FileNotFoundError(f"no default datasets under {real_dir.parent}: run `wmstudio train` first")
+    return PreparedData(Manifest.load(real_dir), real_dir, Manifest.load(synthetic_dir), synthetic_dir, Path())
+
+
 def rerelease(version: str) -> dict:
     """Rebuild a registered version's mark checks, then recalibrate and re-evaluate it.
 
@@ -154,10 +162,7 @@ def rerelease(version: str) -> dict:
     settings = get_settings()
     registry = Registry(settings.registry_dir)
     registry.path(version)  # an unknown version is named before missing data
-    real_dir, synthetic_dir = default_dirs(settings.state_dir / "datasets")
-    if not all((folder / "manifest.json").exists() for folder in (real_dir, synthetic_dir)):
-        raise FileNotFoundError(f"no default datasets under {real_dir.parent}: run `wmstudio train` first")
-    data = PreparedData(Manifest.load(real_dir), real_dir, Manifest.load(synthetic_dir), synthetic_dir, Path())
+    data = default_data(settings.state_dir)
     add_mark_checks(registry, version, data)
     return calibrate_and_evaluate(registry, version, data)
 

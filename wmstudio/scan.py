@@ -87,7 +87,7 @@ def scan_records(entries: Iterable[Entry], base: Path, min_score: float | None) 
         if not path.is_absolute():
             path = base / path
         try:
-            decoded = decode_image(path, settings.max_image_pixels, draft_size=detector.imgsz)
+            decoded = decode_image(path, settings.max_image_pixels, draft_size=detector.decode_size)
         except ImageError as exc:
             yield {"index": entry.index, "file": entry.file, "error": {"code": exc.code, "message": exc.message}}
             continue

@@ -2,6 +2,12 @@
 
 Used by the API (the one serving path), the CLI ``predict``, evaluation and the uncertainty
 queue, so every consumer sees identical pre- and post-processing.
+
+A version may run its network at more than one input size (``extra_input_sizes`` in its card,
+with an ONNX file whose height and width are dynamic). The candidates of every size are pooled
+and suppressed together: a small mark gets more pixels at the larger size, while a large or
+tiled one stays at the scale the network was trained on. See ``training/multiscale.py`` for
+how the sizes are chosen on validation.
 """
 
 from __future__ import annotations
@@ -16,11 +22,16 @@ import onnxruntime as ort
 from PIL import Image
 
 from wmstudio.runtime.mark_check import MarkCheck
-from wmstudio.runtime.postprocess import decode_yolo, iou_matrix
+from wmstudio.runtime.postprocess import decode_yolo, iou_matrix, nms
 from wmstudio.runtime.preprocess import letterbox
 
 CANDIDATE_FLOOR = 0.01  # raw candidates kept for heatmaps, PR curves and uncertainty
 SAME_SPOT_IOU = 0.3  # a candidate this close to a fired mark check is the same mark
+MAX_CANDIDATES = 100
+
+
+class ModelInputError(ValueError):
+    """The ONNX file cannot run at the sizes its card asks for."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,7 @@ class Detector:
         threads: int = 2,
         card: dict | None = None,
         mark_checks: tuple[MarkCheck, ...] = (),
+        extra_sizes: tuple[int, ...] = (),
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -78,7 +90,30 @@ class Detector:
         self.version = version
         self.card = card or {}
         self.mark_checks = mark_checks
+        self.extra_sizes = tuple(int(size) for size in extra_sizes)
+        self._check_input_shape()
         self._lock = threading.Lock()
+
+    def _check_input_shape(self) -> None:
+        """A static ONNX file runs at its one size only: say so at load, not at the first photo."""
+        height, width = self.session.get_inputs()[0].shape[2:]
+        static = isinstance(height, int) and isinstance(width, int)
+        wrong = [size for size in self.input_sizes if static and (size, size) != (height, width)]
+        if wrong:
+            raise ModelInputError(
+                f"model {self.version}: the ONNX input is fixed at {height}x{width}, but the card asks for "
+                f"input sizes {list(self.input_sizes)}; export it with dynamic height and width"
+            )
+
+    @property
+    def input_sizes(self) -> tuple[int, ...]:
+        """The training size first, then any extra sizes the network also runs at."""
+        return (self.imgsz, *self.extra_sizes)
+
+    @property
+    def decode_size(self) -> int:
+        """The largest input size: JPEG draft decoding must not go below it."""
+        return max(self.input_sizes)
 
     @classmethod
     def from_version_dir(cls, folder: Path, threads: int = 2) -> Detector:
@@ -92,6 +127,7 @@ class Detector:
             threads,
             card,
             tuple(MarkCheck.from_card(folder, entry) for entry in card.get("mark_checks", [])),
+            tuple(card.get("extra_input_sizes", ())),
         )
 
     @classmethod
@@ -105,11 +141,22 @@ class Detector:
         """The model's raw output for a pre-processed input (for parity tests)."""
         return self.session.run(None, {self.input_name: tensor})[0]
 
+    def candidates_at(
+        self, image: Image.Image, size: int, iou_threshold: float = 0.5
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes (original pixels), scores and classes of the network run at one input size."""
+        tensor, placement = letterbox(image, size)
+        boxes, scores, classes = decode_yolo(self.raw(tensor), CANDIDATE_FLOOR, iou_threshold)
+        return placement.to_original(boxes), scores, classes
+
     def predict(self, image: Image.Image, iou_threshold: float = 0.5) -> Prediction:
         """Every candidate above a low floor, boxes in original pixels."""
-        tensor, placement = letterbox(image.convert("RGB"), self.imgsz)
-        boxes, scores, classes = decode_yolo(self.raw(tensor), CANDIDATE_FLOOR, iou_threshold)
-        boxes = placement.to_original(boxes)
+        rgb = image.convert("RGB")
+        runs = [self.candidates_at(rgb, size, iou_threshold) for size in self.input_sizes]
+        boxes, scores, classes = (np.concatenate(parts) for parts in zip(*runs, strict=True))
+        if len(runs) > 1:  # the same mark found at two sizes is one mark, as within one size
+            keep = nms(boxes, scores, iou_threshold)[:MAX_CANDIDATES]
+            boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
         detections = [
             Detection(self.classes[int(c)], float(s), tuple(float(v) for v in b))
             for b, s, c in zip(boxes, scores, classes, strict=True)
@@ -127,6 +174,7 @@ class Detector:
             "version": self.version,
             "classes": self.classes,
             "imgsz": self.imgsz,
+            "input_sizes": list(self.input_sizes),
             "threshold": self.threshold,
             "metrics": self.card.get("metrics", {}),
         }

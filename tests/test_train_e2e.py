@@ -57,6 +57,11 @@ def test_tiny_train_export_predict(tmp_path, caplog, monkeypatch):
     synth_dir = tmp_path / "synth"
     tiny_data = PreparedData(manifest, synth_dir, manifest, synth_dir, data_yaml)
     monkeypatch.setattr(multiscale, "default_data", lambda state_dir: tiny_data)
+    tiny_val = {"synthetic": [(item, synth_dir) for item in manifest.split("val")]}
+    monkeypatch.setattr(multiscale, "default_sets", lambda datasets_dir, split: tiny_val)
+    trials = multiscale.compare_sizes(registry, version, (96, 128), tmp_path)
+    assert [trial.sizes for trial in trials] == [(64,), (64, 96), (64, 128)]
+    assert all(set(trial.ap50) == set(BRANDS) and 0 < trial.threshold < 1 for trial in trials)
     pooled_card = multiscale.register_multiscale(registry, version, (96,), tmp_path)
     assert pooled_card["extra_input_sizes"] == [96] and pooled_card["parent"] == version
     assert pooled_card["recipe"]["multiscale_from"] == version and 0 < pooled_card["threshold"] < 1

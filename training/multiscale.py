@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.evaluate import choose_threshold, evaluate_examples, other_mark_fp_rate_at, predict_items
 from training.export import export_onnx, register_model
-from training.release import add_mark_checks, calibrate_and_evaluate, default_data, evaluation_sets
+from training.input_size import validation_figures
+from training.release import add_mark_checks, calibrate_and_evaluate, default_data, default_sets
 from training.script_errors import exit_on_user_error
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
@@ -47,7 +47,7 @@ class SizeTrial:
     ap50: dict[str, float]  # synthetic validation AP50 per brand
     threshold: float
     f1: float  # image-level F1 over all validation photos at that threshold
-    other_fp: float  # other-agency false-positive rate at that threshold
+    other_fp: float  # synthetic other-agency false-positive rate at that threshold
 
     @property
     def worst_ap50(self) -> float:
@@ -56,23 +56,19 @@ class SizeTrial:
 
 
 def score_on_validation(detector: Detector, val_sets: dict) -> SizeTrial:
-    examples = {
-        name: predict_items(detector, items, f"val {name} {detector.input_sizes}") for name, items in val_sets.items()
-    }
-    pooled = [e for found in examples.values() for e in found]
-    threshold, f1 = choose_threshold(pooled, detector.classes, get_settings().operating_max_other_fp)
-    synthetic = evaluate_examples(examples["synthetic"], detector.classes, threshold)
+    """The release's threshold rule, then the figures at it (see :mod:`training.input_size`)."""
+    figures = validation_figures(detector, val_sets)
+    synthetic = figures["results"]["synthetic"]
     ap50 = {brand: round(values["ap50"], 4) for brand, values in synthetic["per_brand"].items()}
     return SizeTrial(
-        detector.input_sizes, ap50, threshold, round(f1, 4), round(other_mark_fp_rate_at(pooled, threshold), 4)
+        detector.input_sizes, ap50, figures["threshold"], round(figures["f1"], 4), synthetic["other_mark_fp_rate"]
     )
 
 
-def compare_sizes(registry: Registry, version: str, extra_sizes: Sequence[int], state_dir: Path) -> list[SizeTrial]:
+def compare_sizes(registry: Registry, version: str, extra_sizes: Sequence[int], datasets_dir: Path) -> list[SizeTrial]:
     """The version as registered, then with each extra size, all on validation."""
     source = registry.path(version)
-    data = default_data(state_dir)
-    val_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "val")
+    val_sets = default_sets(datasets_dir, "val")
     base = Detector.from_version_dir(source)
     trials = [score_on_validation(base, val_sets)]
     with tempfile.TemporaryDirectory() as scratch:
@@ -139,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if any(size < 32 or size % 32 for size in requested):
         parser.error("input sizes must be multiples of 32 (the network's stride), at least 32")
     if not args.register:
-        print_trials(args.version, compare_sizes(registry, args.version, args.sizes, settings.state_dir))
+        print_trials(args.version, compare_sizes(registry, args.version, args.sizes, settings.datasets_dir))
         return
     card = register_multiscale(registry, args.version, args.register, settings.state_dir)
     print(f"registered {card['version']}: threshold {card['threshold']}, test metrics {card['metrics']}")

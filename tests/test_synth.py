@@ -229,3 +229,22 @@ def test_ablation_without_glyph_variation_gets_its_own_folder_and_stamp(tmp_path
     )
     varied = build_synthetic(varied_dir, tmp_path / "houses", counts={"train": 2}, seed=1)
     assert plain.reports[-1]["glyph_variation"] is False and varied.reports[-1]["glyph_variation"] is True
+
+
+def test_more_photos_in_one_split_keep_every_split_s_earlier_photos(tmp_path):
+    """A split is drawn in sequence from its own stream: growing validation (or train) adds photos
+    and changes none already drawn, so figures measured on the earlier ones stay comparable."""
+    houses = tmp_path / "houses"
+    houses.mkdir()
+    for house in (1, 2, 330, 331, 370, 371):  # house ids of the train, val and test shares
+        Image.new("RGB", (480, 360), (40 + house % 200, 90, 120)).save(houses / f"{house}_kitchen.png")
+
+    def shas(counts: dict[str, int]) -> dict[str, list[str]]:
+        manifest = build_synthetic(tmp_path / f"synth-{counts['val']}", houses, counts=counts, seed=3)
+        by_split = {split: sorted(manifest.split(split), key=lambda item: item.path) for split in counts}
+        return {split: [item.sha256 for item in items] for split, items in by_split.items()}
+
+    small = shas({"train": 4, "val": 3, "test": 3})
+    large = shas({"train": 4, "val": 6, "test": 3})
+    assert large["val"][:3] == small["val"] and len(large["val"]) == 6
+    assert large["train"] == small["train"] and large["test"] == small["test"]

@@ -22,12 +22,11 @@ import onnxruntime as ort
 from PIL import Image
 
 from wmstudio.runtime.mark_check import MarkCheck
-from wmstudio.runtime.postprocess import decode_yolo, iou_matrix, nms
+from wmstudio.runtime.postprocess import MAX_DETECTIONS, decode_yolo, iou_matrix, nms
 from wmstudio.runtime.preprocess import letterbox
 
 CANDIDATE_FLOOR = 0.01  # raw candidates kept for heatmaps, PR curves and uncertainty
 SAME_SPOT_IOU = 0.3  # a candidate this close to a fired mark check is the same mark
-MAX_CANDIDATES = 100
 
 
 class ModelInputError(ValueError):
@@ -155,7 +154,7 @@ class Detector:
         runs = [self.candidates_at(rgb, size, iou_threshold) for size in self.input_sizes]
         boxes, scores, classes = (np.concatenate(parts) for parts in zip(*runs, strict=True))
         if len(runs) > 1:  # the same mark found at two sizes is one mark, as within one size
-            keep = nms(boxes, scores, iou_threshold)[:MAX_CANDIDATES]
+            keep = nms(boxes, scores, iou_threshold)[:MAX_DETECTIONS]
             boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
         detections = [
             Detection(self.classes[int(c)], float(s), tuple(float(v) for v in b))

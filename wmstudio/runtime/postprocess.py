@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+MAX_DETECTIONS = 100  # per photo, after NMS
+
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of (N, 4) and (M, 4) x0,y0,x1,y1 boxes."""
@@ -38,7 +40,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
 
 
 def decode_yolo(
-    output: np.ndarray, score_threshold: float, iou_threshold: float = 0.5, max_detections: int = 100
+    output: np.ndarray, score_threshold: float, iou_threshold: float = 0.5, max_detections: int = MAX_DETECTIONS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(1, 4 + C, N) raw output -> boxes (K, 4) in input pixels, scores (K,), classes (K,)."""
     predictions = output[0].T  # (N, 4 + C)

@@ -34,8 +34,6 @@ from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
 from wmstudio.settings import get_settings
 
-log = logging.getLogger(__name__)
-
 DEFAULT_TRIAL_SIZES = [384, 416, 448, 480]
 
 

@@ -98,8 +98,7 @@ def multi_size(models, tmp_path_factory):
 
     detector, yolo, torch = models
     folder = tmp_path_factory.mktemp("dynamic")
-    weights = folder / "model.pt"
-    weights.write_bytes((Registry(BUNDLED_REGISTRY).champion_path() / "model.pt").read_bytes())
+    weights = Registry(BUNDLED_REGISTRY).champion_path() / "model.pt"
     onnx = export_onnx(weights, detector.imgsz, folder / "dynamic.onnx", dynamic=True)
     extra = detector.imgsz + 96
     return Detector(onnx, detector.classes, detector.imgsz, detector.threshold, extra_sizes=(extra,)), yolo, torch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +22,13 @@ def export_onnx(weights: Path, imgsz: int, out_path: Path, dynamic: bool = False
     apply_offline_env()
     from ultralytics import YOLO
 
-    exported = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    if exported.resolve() != out_path.resolve():  # Ultralytics writes next to the weights
+    # Ultralytics writes its export beside the weights: export a scratch copy, so exporting a
+    # registered version's model.pt can never overwrite that version's served model.onnx.
+    with tempfile.TemporaryDirectory(prefix="wmstudio-export-") as scratch:
+        copy = Path(scratch) / "model.pt"
+        shutil.copyfile(weights, copy)
+        exported = Path(YOLO(str(copy)).export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True))
+        out_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(exported, out_path)
     return out_path
 

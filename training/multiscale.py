@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,9 +69,7 @@ def compare_sizes(registry: Registry, version: str, extra_sizes: Sequence[int], 
     base = Detector.from_version_dir(source)
     trials = [score_on_validation(base, val_sets)]
     with tempfile.TemporaryDirectory() as scratch:
-        weights = Path(scratch) / "model.pt"
-        shutil.copyfile(source / "model.pt", weights)  # Ultralytics writes its export beside the weights
-        onnx = export_onnx(weights, base.imgsz, Path(scratch) / "dynamic.onnx", dynamic=True)
+        onnx = export_onnx(source / "model.pt", base.imgsz, Path(scratch) / "dynamic.onnx", dynamic=True)
         for size in extra_sizes:
             detector = Detector(
                 onnx, base.classes, base.imgsz, base.threshold, version, 2, base.card, base.mark_checks, (size,)
@@ -86,20 +83,17 @@ def register_multiscale(registry: Registry, version: str, extra_sizes: Sequence[
     source = registry.path(version)
     card = registry.card(version)
     data = default_data(state_dir)
-    with tempfile.TemporaryDirectory() as scratch:
-        weights = Path(scratch) / "model.pt"
-        shutil.copyfile(source / "model.pt", weights)
-        new = register_model(
-            registry,
-            weights,
-            card["classes"],
-            int(card["imgsz"]),
-            float(card["threshold"]),
-            card["data_version"],  # the network, and so the data it learnt from, is the source's
-            {**card["recipe"], "multiscale_from": version},
-            parent=version,
-            extra_sizes=extra_sizes,
-        )
+    new = register_model(
+        registry,
+        source / "model.pt",
+        card["classes"],
+        int(card["imgsz"]),
+        float(card["threshold"]),
+        card["data_version"],  # the network, and so the data it learnt from, is the source's
+        {**card["recipe"], "multiscale_from": version},
+        parent=version,
+        extra_sizes=extra_sizes,
+    )
     add_mark_checks(registry, new, data)
     return calibrate_and_evaluate(registry, new, data)
 

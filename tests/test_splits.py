@@ -6,6 +6,7 @@ from collections import Counter
 
 from tests.conftest import encode
 from training.ingest import ingest
+from training.manifest import Manifest
 from training.splits import assign_splits
 from training.synth.procedural import room_scene
 
@@ -30,3 +31,20 @@ def test_near_duplicates_share_a_split_and_brands_are_stratified(tmp_path):
             assert original.group == copy.group and original.split == copy.split
     positives = Counter(item.split for item in manifest.items.values() if item.brand)
     assert all(positives[split] >= 2 for split in ("train", "val", "test"))
+
+
+def test_a_split_lists_the_same_items_in_the_same_order_before_and_after_a_reload(tmp_path):
+    """Synthetic backgrounds are drawn from a split's list: a fresh ingest must not reorder it."""
+    src = tmp_path / "src" / "no_watermark"
+    src.mkdir(parents=True)
+    for i in range(12):
+        (src / f"{i}.jpg").write_bytes(encode(room_scene(160, 120, seed=i), "JPEG", quality=90))
+    folder = tmp_path / "ds"
+    manifest, _ = ingest(tmp_path / "src", folder)
+    assign_splits(manifest, folder, seed=0)
+    manifest.save(folder)
+    reloaded = Manifest.load(folder)
+    for split in ("train", "val", "test"):
+        fresh = [item.sha256 for item in manifest.split(split)]
+        assert fresh == [item.sha256 for item in reloaded.split(split)]
+    assert sum(len(manifest.split(s)) for s in ("train", "val", "test")) == 12

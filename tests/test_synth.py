@@ -60,13 +60,19 @@ def test_boxes_cover_exactly_the_changed_pixels(tmp_path):
         base = np.asarray(Image.open(background).convert("RGB"), dtype=int)
         changed = np.abs(out - base).max(axis=2) > 8
         inside = np.zeros_like(changed)
-        for box in drawn.boxes:
+        for box in drawn.boxes + drawn.unlabelled:
             x0, y0, x1, y1 = (round(v) for v in box.box)
             inside[max(0, y0 - 2) : y1 + 2, max(0, x0 - 2) : x1 + 2] = True
-            assert changed[y0:y1, x0:x1].any(), "a box with nothing drawn in it"
+            if box in drawn.boxes:
+                assert changed[y0:y1, x0:x1].any(), "a box with nothing drawn in it"
+        for box in drawn.unlabelled:
+            x0, y0, x1, y1 = box.box
+            assert box.label == "invisible" or min(x0, y0) == 0 or x1 == out.shape[1] or y1 == out.shape[0], (
+                "only a copy cut off by the border may be left unlabelled as partial"
+            )
         assert changed.sum() > 0
-        # allow JPEG ringing and cut-off tiled fragments (<0.5% of pixels) outside the boxes
-        assert (changed & ~inside).sum() <= 0.005 * changed.size
+        # allow JPEG ringing and faint halos (alpha under the box threshold) outside the boxes
+        assert (changed & ~inside).sum() <= 0.002 * changed.size
         checked += 1
     assert checked >= 10
 
@@ -198,8 +204,11 @@ def test_glyph_variation_touches_only_the_train_split(tmp_path):
         with_variation = [SyntheticGenerator(split, 0).generate(b).image_bytes for b in backgrounds]
         without = [SyntheticGenerator(split, 0, config=plain).generate(b).image_bytes for b in backgrounds]
         assert with_variation == without
-    varied = [SyntheticGenerator("train", 0).generate(b) for b in backgrounds * 3]
-    unvaried = [SyntheticGenerator("train", 0, config=plain).generate(b) for b in backgrounds * 3]
+    # A fresh generator per photo (its first drawing), so that a variation's change of a mark's
+    # size cannot shift the main stream; seeds differ so that some variations fire.
+    photos = list(enumerate(backgrounds * 3))
+    varied = [SyntheticGenerator("train", seed).generate(b) for seed, b in photos]
+    unvaried = [SyntheticGenerator("train", seed, config=plain).generate(b) for seed, b in photos]
     assert [v.image_bytes for v in varied] != [u.image_bytes for u in unvaried]
     # its own random stream: the same photos get a brand mark with or without variation
     assert [bool(v.boxes) for v in varied] == [bool(u.boxes) for u in unvaried]
@@ -248,3 +257,23 @@ def test_more_photos_in_one_split_keep_every_split_s_earlier_photos(tmp_path):
     large = shas({"train": 4, "val": 6, "test": 3})
     assert large["val"][:3] == small["val"] and len(large["val"]) == 6
     assert large["train"] == small["train"] and large["test"] == small["test"]
+
+
+def test_package_fonts_are_train_only_and_drawn_at_their_weight(monkeypatch):
+    from training.synth import fonts as font_module
+
+    faces = font_module.package_faces()
+    if not faces:
+        pytest.skip("no dependency ships a variable font here")
+    assert set(faces) <= set(fonts_for("train"))
+    assert not set(faces) & (set(fonts_for("val")) | set(fonts_for("test")))
+    family = [face for face in faces if face.path == faces[0].path]
+    inks = {}
+    for face in (family[0], family[-1]):  # the thinnest and the heaviest weight
+        layer = render_99co(face, 60, random.Random(3)).image.getchannel("A")
+        inks[face.weight] = (np.asarray(layer) > 128).mean()
+    assert inks[family[-1].weight] > inks[family[0].weight] * 1.3, "a heavier weight should lay down more ink"
+    assert "woff2" not in family[0].name and str(family[0].weight) in family[0].name
+    with_faces = font_module.font_fingerprint()
+    monkeypatch.setattr(font_module, "package_faces", lambda: ())
+    assert font_module.font_fingerprint() != with_faces, "a change of package fonts must force a redraw"

@@ -9,7 +9,7 @@ negatives that raise an alarm are listed with the brand they were mistaken for.
 Run it on validation (the default): choosing what to change by looking at test errors would
 turn the test set into a tuning set.
 
-    python -m training.error_analysis v5 [--split val] [--show 10] [--sheet misses.png]
+    python -m training.error_analysis v5 [--split val] [--show 10] [--sheet misses.png] [--cause "not found"]
 
 ``--sheet`` also draws the misses as a contact sheet (labelled box in yellow, the detector's
 boxes above the threshold in brand colours): a look at the missed marks says more than their
@@ -161,6 +161,12 @@ def main() -> None:
     parser.add_argument("--split", default="val", choices=("val", "test"))
     parser.add_argument("--show", type=int, default=10, help="list this many misses and false alarms")
     parser.add_argument("--sheet", type=Path, help="also draw the misses as a PNG contact sheet (one per set)")
+    parser.add_argument(
+        "--cause",
+        choices=CAUSES[1:],
+        help="list and draw only misses of this cause (the sheet shows the 24 best-scored; "
+        "'not found' shows the marks the network never proposed)",
+    )
     args = parser.parse_args()
     settings = get_settings()
     registry = Registry(settings.registry_dir)
@@ -178,7 +184,7 @@ def main() -> None:
             print(f"{brand:>9} {size:>22} {total:>6} " + " ".join(f"{counts[c]:>12}" for c in CAUSES))
         negatives = sum(1 for e in examples if not e.item.boxes and not e.item.brand)
         print(f"false alarms on photos without a brand mark: {len(alarms)}/{negatives}")
-        misses = [o for o in outcomes if o.cause != "found"]
+        misses = [o for o in outcomes if o.cause != "found" and args.cause in (None, o.cause)]
         for outcome in sorted(misses, key=lambda o: -o.best_score)[: args.show]:
             where = f"{outcome.brand} {outcome.size}"
             print(f"  miss  {Path(outcome.path).name}: {where}, {outcome.cause} ({outcome.best_score})")
@@ -186,7 +192,7 @@ def main() -> None:
             print(f"  alarm {Path(path).name}: {brand} {score}")
         if args.sheet is not None:
             out = args.sheet.with_name(f"{args.sheet.stem}-{name}{args.sheet.suffix or '.png'}")
-            if miss_sheet(outcomes, examples, items, threshold, out) is not None:
+            if miss_sheet(misses, examples, items, threshold, out) is not None:
                 print(f"misses drawn: {out}")
 
 

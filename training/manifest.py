@@ -79,7 +79,13 @@ class Manifest:
         return sha256_bytes(payload)[:12]
 
     def split(self, name: str) -> list[Item]:
-        return [item for item in self.items.values() if item.split == name]
+        """The split's items in content-hash order: the order a saved manifest loads in.
+
+        Insertion order would make a just-ingested manifest list its items differently from the
+        same manifest loaded from disk, and everything drawn from a split (the synthetic sets'
+        backgrounds) would then depend on whether this machine had ingested before.
+        """
+        return [self.items[key] for key in sorted(self.items) if self.items[key].split == name]
 
     def to_dict(self) -> dict:
         return {

@@ -58,6 +58,9 @@ class SynthImage:
     boxes: tuple[DrawnBox, ...]
     background: str
     other_marks: int = 0  # hard-negative marks drawn (other agencies, phone numbers, signs)
+    # Brand marks drawn but left unlabelled: "partial" (a tiled copy cut off by the border) or
+    # "invisible" (under MIN_CONTRAST). Kept so that checks can account for every drawn pixel.
+    unlabelled: tuple[DrawnBox, ...] = ()
 
 
 def _colour(label: str, rng: random.Random) -> tuple[int, int, int]:
@@ -220,7 +223,10 @@ class SyntheticGenerator:
         buffer = io.BytesIO()
         canvas.save(buffer, "JPEG", quality=rng.randint(*cfg.jpeg_quality))
         brand_boxes = tuple(b for b in boxes if b.label in ("rumah123", "99co"))
-        return SynthImage(buffer.getvalue(), canvas.width, canvas.height, brand_boxes, background.name, others)
+        unlabelled = tuple(b for b in boxes if b.label not in ("rumah123", "99co"))
+        return SynthImage(
+            buffer.getvalue(), canvas.width, canvas.height, brand_boxes, background.name, others, unlabelled
+        )
 
 
 def generate_many(

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
+
+from training.synth.fonts import FontSource, load_font
 
 HARD_NEGATIVE_TEXTS: tuple[str, ...] = (
     "Ray White",
@@ -73,7 +74,7 @@ class GlyphMix:
     stream keeps the generator's main stream (what is drawn where) unchanged.
     """
 
-    fonts: tuple[Path, ...]
+    fonts: tuple[FontSource, ...]
     rng: random.Random
 
 
@@ -85,13 +86,13 @@ class MixedFace:
     size: int
 
 
-Typeface = Path | GlyphMix
+Typeface = FontSource | GlyphMix
 
 
 def _font(font: Typeface, size: int) -> ImageFont.FreeTypeFont | MixedFace:
     if isinstance(font, GlyphMix):
         return MixedFace(font, max(8, size))
-    return ImageFont.truetype(str(font), size=max(8, size))
+    return load_font(font, max(8, size))
 
 
 def _mixed_text_layer(text: str, face: MixedFace, stroke: int) -> Image.Image:
@@ -101,7 +102,7 @@ def _mixed_text_layer(text: str, face: MixedFace, stroke: int) -> Image.Image:
     x = 0.0
     for char in text:
         size = max(8, int(face.size * rng.uniform(0.85, 1.15)))
-        font = ImageFont.truetype(str(rng.choice(face.mix.fonts)), size=size)
+        font = load_font(rng.choice(face.mix.fonts), size)
         pieces.append((font, char, x, face.size * rng.uniform(-0.05, 0.05)))
         x += font.getlength(char) + stroke + face.size * rng.uniform(-0.02, 0.06)
     extents = []  # each character's ink box on the shared canvas: x0, y0, x1, y1

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
+from training.synth.fonts import FontSource
 from training.synth.marks import GlyphMix, RenderedMark, Typeface, as_rgba, join_layers, pin_icon
 
 P_WEIGHT = 0.35  # bolder or thinner strokes
@@ -43,7 +43,7 @@ class MarkVariation:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
 
-    def typeface(self, font: Path, fonts: Sequence[Path]) -> Typeface:
+    def typeface(self, font: FontSource, fonts: Sequence[FontSource]) -> Typeface:
         """``font``, or sometimes a per-character mix of ``fonts`` (drawn from this stream)."""
         if len(fonts) > 1 and self.rng.random() < P_MIXED_GLYPHS:
             return GlyphMix(tuple(fonts), self.rng)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from training.error_analysis import SHEET_TILE, box_outcomes, cause_table, false_alarms, miss_sheet, size_bucket
+from training.error_analysis import (
+    SHEET_TILE,
+    ap_budget,
+    box_outcomes,
+    cause_table,
+    false_alarms,
+    miss_sheet,
+    size_bucket,
+)
 from training.evaluate import Example
 from training.manifest import Box, Item
 from wmstudio.runtime import Detection, Prediction
@@ -77,3 +85,36 @@ def test_miss_sheet_draws_each_missed_box_and_nothing_when_all_are_found(tmp_pat
     assert not yellow[:, 2 * SHEET_TILE :].any(), "the found box gets no tile"
     found_only = [o for o in outcomes if o.cause == "found"]
     assert miss_sheet(found_only, examples, items, 0.5, tmp_path / "none.png") is None
+
+
+def test_ap_budget_splits_the_loss_between_unproposed_marks_and_false_candidates():
+    other = Item(
+        sha256="other", path="images/other.jpg", width=480, height=640, brand=None, boxes=[], notes=["other_mark"]
+    )
+    examples = [
+        # found at 0.9, plus a duplicate box on the same mark at 0.3 (a false candidate near the mark)
+        _example(
+            "found",
+            [Box("99co", MARK)],
+            [Detection("99co", 0.9, tuple(MARK)), Detection("99co", 0.3, (110.0, 100.0, 310.0, 140.0))],
+        ),
+        _example("never-proposed", [Box("99co", MARK)], []),
+        # another agency's mark taken for the brand, ranked above the hit; a 0.05 candidate is below the floor
+        Example(
+            other,
+            Prediction(
+                480, 640, (Detection("99co", 0.95, (0.0, 0.0, 50.0, 20.0)), Detection("99co", 0.05, (60.0, 0, 90, 20)))
+            ),
+        ),
+    ]
+    budget = ap_budget(examples, "99co", score_floor=0.1)
+    assert budget.boxes == 2
+    assert budget.ceiling == 0.5  # one of the two marks is hit by some candidate
+    assert 0 < budget.ap50 < budget.ceiling  # the 0.95 false alarm outranks the only hit
+    assert budget.false_candidates == {
+        "near a mark of the brand": 1,
+        "on the other brand's mark": 0,
+        "photo with another agency's mark": 1,
+        "elsewhere": 0,
+    }
+    assert ap_budget(examples, "rumah123").boxes == 0

@@ -6,6 +6,11 @@ generalisation (the glyphs look unfamiliar); one called the wrong brand calls fo
 brands apart; one not found at all calls for more small or faint marks in training. Hard
 negatives that raise an alarm are listed with the brand they were mistaken for.
 
+Before the causes it prints each brand's AP50 budget: how much of the AP is lost to marks the
+network never proposes at all and how much to false candidates ranked above true ones, and where
+those false candidates sit. The first calls for more varied training marks, the second for
+harder negatives.
+
 Run it on validation (the default): choosing what to change by looking at test errors would
 turn the test set into a tuning set.
 
@@ -27,8 +32,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from curation.boxes import iou
-from training.evaluate import Example, predict_items
+from training.evaluate import Example, brand_boxes, predict_items
 from training.manifest import Item
+from training.metrics import ap_from_matches, match_detections
 from training.release import default_sets
 from training.script_errors import exit_on_user_error
 from wmstudio.imaging import decode_image
@@ -115,6 +121,75 @@ def cause_table(outcomes: list[BoxOutcome]) -> list[tuple[str, str, int, dict[st
     ]
 
 
+FALSE_CANDIDATE_KINDS = (
+    "near a mark of the brand",
+    "on the other brand's mark",
+    "photo with another agency's mark",
+    "elsewhere",
+)
+NEAR_IOU = 0.1  # a false candidate overlapping a truth this much is a misplaced or duplicate box, not a hallucination
+
+
+@dataclass(frozen=True)
+class APBudget:
+    """Where one brand's box AP50 goes: boxes never proposed, and false candidates ranked above hits.
+
+    ``ceiling`` is the share of boxes that some candidate (above the runtime's floor) hits at IoU
+    0.5: the AP50 if no false candidate outranked a hit. ``1 - ceiling`` is lost to marks the
+    network never proposes (more, or more varied, training marks); ``ceiling - ap50`` to false
+    candidates ranked above true ones (harder negatives, better scores). Both numbers together
+    say which of the two to work on.
+    """
+
+    brand: str
+    boxes: int
+    ap50: float
+    ceiling: float
+    false_candidates: dict[str, int]  # unmatched candidates scored >= the floor given, by where they sit
+
+
+def ap_budget(examples: Sequence[Example], brand: str, score_floor: float = 0.1) -> APBudget:
+    """The :class:`APBudget` of ``brand``, with false candidates counted from ``score_floor`` up."""
+    truths, detections = brand_boxes(examples, brand)
+    _, scores, hits = match_detections(detections, truths, MATCH_IOU)
+    total = sum(len(t) for t in truths.values())
+    ordered = sorted(detections, key=lambda d: -d.score)  # the order match_detections used (stable sort)
+    kinds: Counter = Counter()
+    for detection, hit in zip(ordered, hits, strict=True):
+        if hit or detection.score < score_floor:
+            continue
+        item = examples[detection.image].item
+        if any(iou(detection.box, tuple(b.box)) >= NEAR_IOU for b in item.boxes if b.brand == brand):
+            kinds[FALSE_CANDIDATE_KINDS[0]] += 1
+        elif any(iou(detection.box, tuple(b.box)) >= NEAR_IOU for b in item.boxes):
+            kinds[FALSE_CANDIDATE_KINDS[1]] += 1
+        elif "other_mark" in item.notes or (item.brand is None and item.source == "import"):
+            kinds[FALSE_CANDIDATE_KINDS[2]] += 1
+        else:
+            kinds[FALSE_CANDIDATE_KINDS[3]] += 1
+    return APBudget(
+        brand,
+        total,
+        ap_from_matches(scores, hits, total),
+        float(hits.sum() / total) if total else float("nan"),
+        {kind: kinds.get(kind, 0) for kind in FALSE_CANDIDATE_KINDS},
+    )
+
+
+def print_ap_budget(examples: Sequence[Example], brands: Sequence[str], score_floor: float = 0.1) -> None:
+    for brand in brands:
+        budget = ap_budget(examples, brand, score_floor)
+        if not budget.boxes:
+            continue
+        missing = round((1 - budget.ceiling) * budget.boxes)
+        print(
+            f"{brand:>9} AP50 {budget.ap50:.3f}: {1 - budget.ceiling:.3f} lost to {missing} of {budget.boxes} "
+            f"boxes never proposed, {budget.ceiling - budget.ap50:.3f} to false candidates ranked above hits"
+        )
+        listed = ", ".join(f"{n} {kind}" for kind, n in budget.false_candidates.items())
+        print(f"{'':>9} false candidates scored >= {score_floor:.2f}: {listed}")
+
+
 SHEET_TILE = 360
 SHEET_COLUMNS = 4
 TRUTH_COLOUR = (255, 230, 0)
@@ -179,6 +254,7 @@ def main() -> None:
         outcomes = box_outcomes(examples, threshold)
         alarms = false_alarms(examples, threshold)
         print(f"\n{name}: {len(outcomes)} labelled boxes")
+        print_ap_budget(examples, detector.classes)
         print(f"{'brand':>9} {'size':>22} {'boxes':>6} " + " ".join(f"{c:>12}" for c in CAUSES))
         for brand, size, total, counts in cause_table(outcomes):
             print(f"{brand:>9} {size:>22} {total:>6} " + " ".join(f"{counts[c]:>12}" for c in CAUSES))

@@ -189,6 +189,19 @@ def test_variation_sometimes_mixes_fonts_and_only_among_those_given():
     assert variation.typeface(fonts[0], fonts[:1]) == fonts[0], "one font: nothing to mix"
 
 
+def test_variation_stacks_the_icon_above_some_plain_99co_marks_only():
+    text = Image.new("L", (120, 30), 0)
+    text.paste(255, (0, 5, 120, 25))  # a wide line of "text", no icon
+    plain = RenderedMark(Image.merge("RGBA", [text] * 4), "99co", "plain")
+    with_icon = RenderedMark(plain.image, "99co", "icon")
+    stacked = [v for v in (MarkVariation(random.Random(seed))(plain) for seed in range(200)) if v.layout == "stacked"]
+    assert 10 < len(stacked) < 60, "about one plain 99.co mark in seven gets the icon stacked above"
+    assert all(v.image.height >= 2 * text.height for v in stacked), "the icon sits above the text"
+    assert all(v.layout == "icon" for v in (MarkVariation(random.Random(seed))(with_icon) for seed in range(50)))
+    other = RenderedMark(plain.image, "other")
+    assert all(v.layout == "plain" for v in (MarkVariation(random.Random(seed))(other) for seed in range(50)))
+
+
 def test_slant_shears_the_top_row_right_for_italic():
     coverage = Image.new("L", (20, 40), 0)
     coverage.paste(255, (0, 0, 4, 40))  # a vertical bar at the left edge

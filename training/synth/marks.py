@@ -62,6 +62,7 @@ class RenderedMark:
 
     image: Image.Image
     label: str  # "rumah123", "99co" or "other"
+    layout: str = "plain"  # how a 99.co mark is laid out: "plain", "small_co", "icon" or "stacked"
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def pin_icon(height: int, rng: random.Random) -> Image.Image:
     return big.resize((width, height), Image.LANCZOS)
 
 
-def _house_icon(height: int, rng: random.Random) -> Image.Image:
+def house_icon(height: int, rng: random.Random) -> Image.Image:
     """A rounded square with a roof, the shape family of the 99.co app icon."""
     size = height
     scale = 4
@@ -241,12 +242,12 @@ def render_99co(font: Typeface, height: int, rng: random.Random) -> RenderedMark
         text = rng.choices(["99.co", "99.CO", "99.co Indonesia", "99co"], [0.75, 0.1, 0.1, 0.05])[0]
         layer = _text_layer(text, big, stroke=rng.choice((0, 0, 1)))
         if style == "icon":
-            icon = _house_icon(int(layer.height * rng.uniform(1.0, 1.3)), rng)
+            icon = house_icon(int(layer.height * rng.uniform(1.0, 1.3)), rng)
             layer = join_layers([icon, layer], gap=int(height * 0.2))
         elif style == "stacked":
-            icon = _house_icon(int(layer.height * 1.2), rng)
+            icon = house_icon(int(layer.height * 1.2), rng)
             layer = join_layers([icon, layer], gap=int(height * 0.1), vertical=True)
-    return RenderedMark(as_rgba(layer), "99co")
+    return RenderedMark(as_rgba(layer), "99co", style)
 
 
 def render_other(font: Typeface, height: int, rng: random.Random) -> RenderedMark:

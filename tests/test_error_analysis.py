@@ -12,6 +12,7 @@ from training.error_analysis import (
     cause_table,
     false_alarms,
     miss_sheet,
+    shape_bucket,
     size_bucket,
 )
 from training.evaluate import Example
@@ -48,6 +49,21 @@ def test_each_labelled_box_gets_one_cause():
     }
     rows = {(brand, size): counts for brand, size, _, counts in cause_table(box_outcomes(examples, 0.5))}
     assert rows[("rumah123", "medium (5-9%)")] == {"found": 1, "low score": 1, "wrong brand": 0, "not found": 0}
+    by_shape = {(b, group): counts for b, group, _, counts in cause_table(box_outcomes(examples, 0.5), "shape")}
+    assert by_shape[("99co", "single long (>=5)")] == {"found": 0, "low score": 0, "wrong brand": 1, "not found": 1}
+
+
+def test_shape_and_layout_tell_stacked_logos_and_tiled_photos_apart():
+    stacked = [100.0, 100.0, 150.0, 140.0]  # 50 x 40: an icon above a word
+    tiled = _example("tiled", [Box("99co", MARK), Box("99co", stacked)], [Detection("99co", 0.9, tuple(MARK))])
+    single = _example("single", [Box("99co", stacked)], [])
+    outcomes = box_outcomes([tiled, single], threshold=0.5)
+    assert [(o.layout, o.shape, o.cause) for o in outcomes] == [
+        ("tiled", "long (>=5)", "found"),
+        ("tiled", "stacked (w/h<1.6)", "not found"),
+        ("single", "stacked (w/h<1.6)", "not found"),
+    ]
+    assert shape_bucket([0, 0, 400, 100]) == "wordmark (3-5)"
 
 
 def test_size_buckets_follow_the_mark_height_share():

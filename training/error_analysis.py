@@ -6,10 +6,11 @@ generalisation (the glyphs look unfamiliar); one called the wrong brand calls fo
 brands apart; one not found at all calls for more small or faint marks in training. Hard
 negatives that raise an alarm are listed with the brand they were mistaken for.
 
-Before the causes it prints each brand's AP50 budget: how much of the AP is lost to marks the
-network never proposes at all and how much to false candidates ranked above true ones, and where
-those false candidates sit. The first calls for more varied training marks, the second for
-harder negatives.
+The causes are tabled by mark size and again by layout (one mark or tiled) and shape (stacked
+logo, compact, wordmark, long wordmark). Before the causes it prints each brand's AP50 budget:
+how much of the AP is lost to marks the network never proposes at all and how much to false
+candidates ranked above true ones, and where those false candidates sit. The first calls for
+more varied training marks, the second for harder negatives.
 
 Run it on validation (the default): choosing what to change by looking at test errors would
 turn the test set into a tuning set.
@@ -45,6 +46,15 @@ from wmstudio.settings import get_settings
 
 MATCH_IOU = 0.5
 SIZE_BUCKETS = ((0.05, "small (<5% of height)"), (0.09, "medium (5-9%)"), (float("inf"), "large (>=9%)"))
+# Width over height: a stacked logo (icon above the word) is near square, a long wordmark
+# ("99.co Indonesia", "rumah123.com") five times wider than high. v21 found none of the single
+# stacked 99.co marks on validation while finding tiled ones: a miss the size table hid.
+SHAPE_BUCKETS = (
+    (1.6, "stacked (w/h<1.6)"),
+    (3.0, "compact (1.6-3)"),
+    (5.0, "wordmark (3-5)"),
+    (float("inf"), "long (>=5)"),
+)
 CAUSES = ("found", "low score", "wrong brand", "not found")
 
 
@@ -58,6 +68,13 @@ class BoxOutcome:
     cause: str
     best_score: float  # the best same-place candidate's score (any brand), 0 if none
     box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # the labelled box, in pixels
+    shape: str = ""  # a SHAPE_BUCKETS name
+    layout: str = "single"  # "tiled" when the photo holds more than one labelled box
+
+
+def shape_bucket(box: Sequence[float]) -> str:
+    ratio = (box[2] - box[0]) / max(box[3] - box[1], 1e-9)
+    return next(name for limit, name in SHAPE_BUCKETS if ratio < limit)
 
 
 def size_bucket(box_height: float, image_height: int) -> str:
@@ -91,6 +108,8 @@ def box_outcomes(examples: list[Example], threshold: float) -> list[BoxOutcome]:
                     cause,
                     round(best_any.score if best_any else 0.0, 3),
                     tuple(truth.box),
+                    shape_bucket(truth.box),
+                    "tiled" if len(item.boxes) > 1 else "single",
                 )
             )
     return outcomes
@@ -109,15 +128,22 @@ def false_alarms(examples: list[Example], threshold: float) -> list[tuple[str, s
     return alarms
 
 
-def cause_table(outcomes: list[BoxOutcome]) -> list[tuple[str, str, int, dict[str, int]]]:
-    """Rows of (brand, size, boxes, count per cause)."""
+def cause_table(outcomes: list[BoxOutcome], by: str = "size") -> list[tuple[str, str, int, dict[str, int]]]:
+    """Rows of (brand, group, boxes, count per cause); groups are mark sizes or, with
+    ``by="shape"``, layout (single or tiled) and shape."""
     groups: dict[tuple[str, str], Counter] = {}
     for outcome in outcomes:
-        groups.setdefault((outcome.brand, outcome.size), Counter())[outcome.cause] += 1
-    order = {name: index for index, (_, name) in enumerate(SIZE_BUCKETS)}
+        group = outcome.size if by == "size" else f"{outcome.layout} {outcome.shape}"
+        groups.setdefault((outcome.brand, group), Counter())[outcome.cause] += 1
+    names = (
+        [name for _, name in SIZE_BUCKETS]
+        if by == "size"
+        else [f"{layout} {name}" for layout in ("single", "tiled") for _, name in SHAPE_BUCKETS]
+    )
+    order = {name: index for index, name in enumerate(names)}
     return [
-        (brand, size, sum(counts.values()), {cause: counts.get(cause, 0) for cause in CAUSES})
-        for (brand, size), counts in sorted(groups.items(), key=lambda kv: (kv[0][0], order[kv[0][1]]))
+        (brand, group, sum(counts.values()), {cause: counts.get(cause, 0) for cause in CAUSES})
+        for (brand, group), counts in sorted(groups.items(), key=lambda kv: (kv[0][0], order[kv[0][1]]))
     ]
 
 
@@ -255,14 +281,15 @@ def main() -> None:
         alarms = false_alarms(examples, threshold)
         print(f"\n{name}: {len(outcomes)} labelled boxes")
         print_ap_budget(examples, detector.classes)
-        print(f"{'brand':>9} {'size':>22} {'boxes':>6} " + " ".join(f"{c:>12}" for c in CAUSES))
-        for brand, size, total, counts in cause_table(outcomes):
-            print(f"{brand:>9} {size:>22} {total:>6} " + " ".join(f"{counts[c]:>12}" for c in CAUSES))
+        for by in ("size", "shape"):
+            print(f"{'brand':>9} {by:>26} {'boxes':>6} " + " ".join(f"{c:>12}" for c in CAUSES))
+            for brand, group, total, counts in cause_table(outcomes, by):
+                print(f"{brand:>9} {group:>26} {total:>6} " + " ".join(f"{counts[c]:>12}" for c in CAUSES))
         negatives = sum(1 for e in examples if not e.item.boxes and not e.item.brand)
         print(f"false alarms on photos without a brand mark: {len(alarms)}/{negatives}")
         misses = [o for o in outcomes if o.cause != "found" and args.cause in (None, o.cause)]
         for outcome in sorted(misses, key=lambda o: -o.best_score)[: args.show]:
-            where = f"{outcome.brand} {outcome.size}"
+            where = f"{outcome.brand} {outcome.size}, {outcome.layout} {outcome.shape}"
             print(f"  miss  {Path(outcome.path).name}: {where}, {outcome.cause} ({outcome.best_score})")
         for path, brand, score in sorted(alarms, key=lambda a: -a[2])[: args.show]:
             print(f"  alarm {Path(path).name}: {brand} {score}")

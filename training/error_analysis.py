@@ -29,13 +29,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from PIL import Image, ImageDraw
 
 from curation.boxes import iou
-from training.evaluate import Example, brand_boxes, predict_items
+from training.evaluate import Example, brand_boxes, carries_other_mark, predict_items
 from training.manifest import Item
-from training.metrics import ap_from_matches, match_detections
+from training.metrics import ap_from_matches, by_score, match_detections
 from training.release import default_sets
 from training.script_errors import exit_on_user_error
 from wmstudio.imaging import decode_image
@@ -128,7 +129,9 @@ def false_alarms(examples: list[Example], threshold: float) -> list[tuple[str, s
     return alarms
 
 
-def cause_table(outcomes: list[BoxOutcome], by: str = "size") -> list[tuple[str, str, int, dict[str, int]]]:
+def cause_table(
+    outcomes: list[BoxOutcome], by: Literal["size", "shape"] = "size"
+) -> list[tuple[str, str, int, dict[str, int]]]:
     """Rows of (brand, group, boxes, count per cause); groups are mark sizes or, with
     ``by="shape"``, layout (single or tiled) and shape."""
     groups: dict[tuple[str, str], Counter] = {}
@@ -161,17 +164,21 @@ class APBudget:
     """Where one brand's box AP50 goes: boxes never proposed, and false candidates ranked above hits.
 
     ``ceiling`` is the share of boxes that some candidate (above the runtime's floor) hits at IoU
-    0.5: the AP50 if no false candidate outranked a hit. ``1 - ceiling`` is lost to marks the
-    network never proposes (more, or more varied, training marks); ``ceiling - ap50`` to false
-    candidates ranked above true ones (harder negatives, better scores). Both numbers together
-    say which of the two to work on.
+    0.5, i.e. all but ``never_proposed``: the AP50 if no false candidate outranked a hit.
+    ``1 - ceiling`` is lost to marks the network never proposes (more, or more varied, training
+    marks); ``ceiling - ap50`` to false candidates ranked above true ones (harder negatives,
+    better scores). Both numbers together say which of the two to work on.
     """
 
     brand: str
     boxes: int
+    never_proposed: int
     ap50: float
-    ceiling: float
     false_candidates: dict[str, int]  # unmatched candidates scored >= the floor given, by where they sit
+
+    @property
+    def ceiling(self) -> float:
+        return 1 - self.never_proposed / self.boxes if self.boxes else float("nan")
 
 
 def ap_budget(examples: Sequence[Example], brand: str, score_floor: float = 0.1) -> APBudget:
@@ -179,9 +186,8 @@ def ap_budget(examples: Sequence[Example], brand: str, score_floor: float = 0.1)
     truths, detections = brand_boxes(examples, brand)
     _, scores, hits = match_detections(detections, truths, MATCH_IOU)
     total = sum(len(t) for t in truths.values())
-    ordered = sorted(detections, key=lambda d: -d.score)  # the order match_detections used (stable sort)
     kinds: Counter = Counter()
-    for detection, hit in zip(ordered, hits, strict=True):
+    for detection, hit in zip(by_score(detections), hits, strict=True):
         if hit or detection.score < score_floor:
             continue
         item = examples[detection.image].item
@@ -189,15 +195,15 @@ def ap_budget(examples: Sequence[Example], brand: str, score_floor: float = 0.1)
             kinds[FALSE_CANDIDATE_KINDS[0]] += 1
         elif any(iou(detection.box, tuple(b.box)) >= NEAR_IOU for b in item.boxes):
             kinds[FALSE_CANDIDATE_KINDS[1]] += 1
-        elif "other_mark" in item.notes or (item.brand is None and item.source == "import"):
+        elif carries_other_mark(item):
             kinds[FALSE_CANDIDATE_KINDS[2]] += 1
         else:
             kinds[FALSE_CANDIDATE_KINDS[3]] += 1
     return APBudget(
         brand,
         total,
+        total - int(hits.sum()),
         ap_from_matches(scores, hits, total),
-        float(hits.sum() / total) if total else float("nan"),
         {kind: kinds.get(kind, 0) for kind in FALSE_CANDIDATE_KINDS},
     )
 
@@ -207,9 +213,9 @@ def print_ap_budget(examples: Sequence[Example], brands: Sequence[str], score_fl
         budget = ap_budget(examples, brand, score_floor)
         if not budget.boxes:
             continue
-        missing = round((1 - budget.ceiling) * budget.boxes)
         print(
-            f"{brand:>9} AP50 {budget.ap50:.3f}: {1 - budget.ceiling:.3f} lost to {missing} of {budget.boxes} "
+            f"{brand:>9} AP50 {budget.ap50:.3f}: {1 - budget.ceiling:.3f} lost to {budget.never_proposed} "
+            f"of {budget.boxes} "
             f"boxes never proposed, {budget.ceiling - budget.ap50:.3f} to false candidates ranked above hits"
         )
         listed = ", ".join(f"{n} {kind}" for kind, n in budget.false_candidates.items())

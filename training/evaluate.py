@@ -67,9 +67,14 @@ def image_f1_at(examples: list[Example], brands: Sequence[str], threshold: float
     return precision_recall_f1(np.concatenate(truth_all), np.concatenate(pred_all))["f1"]
 
 
+def carries_other_mark(item: Item) -> bool:
+    """Whether the photo holds another agency's mark (real negatives all carry one)."""
+    return "other_mark" in item.notes or (item.brand is None and item.source == "import")
+
+
 def _other_mark_examples(examples: list[Example]) -> list[Example]:
-    """Photos with no brand mark but another agency's mark (real negatives all carry one)."""
-    return [e for e in examples if e.item.brand is None and ("other_mark" in e.item.notes or e.item.source == "import")]
+    """Photos with no brand mark but another agency's mark."""
+    return [e for e in examples if e.item.brand is None and carries_other_mark(e.item)]
 
 
 def other_mark_fp_rate_at(examples: list[Example], threshold: float) -> float:

@@ -18,6 +18,11 @@ class ScoredBox:
     box: tuple[float, float, float, float]
 
 
+def by_score(detections: list[ScoredBox]) -> list[ScoredBox]:
+    """Highest score first, ties in input order: the order :func:`match_detections` reports in."""
+    return sorted(detections, key=lambda d: -d.score)
+
+
 def match_detections(
     detections: list[ScoredBox], truths: dict[int, np.ndarray], iou_threshold: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -28,7 +33,7 @@ def match_detections(
     resample images without matching again (:mod:`training.bootstrap`).
     """
     used = {image: np.zeros(len(t), dtype=bool) for image, t in truths.items()}
-    ordered = sorted(detections, key=lambda d: -d.score)
+    ordered = by_score(detections)
     hits = np.zeros(len(ordered), dtype=bool)
     for index, det in enumerate(ordered):
         gts = truths.get(det.image, np.zeros((0, 4)))

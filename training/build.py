@@ -25,7 +25,7 @@ from training.synth.template import WatermarkTemplate, estimate_template
 log = logging.getLogger(__name__)
 
 DEFAULT_SYNTH_COUNTS = {"train": 1100, "val": 450, "test": 300}
-GENERATOR_VERSION = 7  # bump when the generator's output or item ids change, so cached sets are rebuilt
+GENERATOR_VERSION = 8  # bump when the generator's output or item ids change, so cached sets are rebuilt
 HOUSE_SPLIT_SHARES = (("train", 0.8), ("val", 0.08), ("test", 0.12))
 
 

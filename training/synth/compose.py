@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from training.synth.fonts import fonts_for
-from training.synth.marks import RENDERERS, RenderedMark
-from training.synth.variation import MarkVariation
+from training.synth.marks import BRAND_RENDERERS, LONG_WORDMARK_SHARE, RenderedMark, render_other
+from training.synth.variation import P_LONG_WORDMARK, MarkVariation
 
 MAX_SIDE = 640  # synthetic photos are stored at most this large: training runs at 320 px
 VISIBLE_FRACTION = 0.4  # a tiled mark cut by the border is labelled only if this much shows
@@ -181,6 +181,7 @@ class SyntheticGenerator:
         # Its own stream, so varying train glyphs never shifts what else the generator draws.
         vary = split == "train" and self.config.vary_glyphs
         self.variation = MarkVariation(random.Random(f"variation:{split}:{seed}")) if vary else None
+        self.long_share = P_LONG_WORDMARK if vary else LONG_WORDMARK_SHARE
 
     def _render(self, label: str, height: int) -> RenderedMark:
         if label == "rumah123" and self.template_mark is not None and self.rng.random() < self.config.p_template:
@@ -188,7 +189,10 @@ class SyntheticGenerator:
         else:
             font = self.rng.choice(self.fonts)
             typeface = self.variation.typeface(font, self.fonts) if self.variation is not None else font
-            mark = RENDERERS[label](typeface, height * 2, self.rng)
+            if label == "other":
+                mark = render_other(typeface, height * 2, self.rng)
+            else:
+                mark = BRAND_RENDERERS[label](typeface, height * 2, self.rng, long_share=self.long_share)
         return self.variation(mark) if self.variation is not None else mark
 
     def _draw(self, canvas: Image.Image, label: str, placement: str) -> list[DrawnBox]:

@@ -56,6 +56,12 @@ HARD_NEGATIVE_TEXTS: tuple[str, ...] = (
 )
 
 
+# Relative weight of the long wordmark ("rumah123.com", "99.co Indonesia") among a brand's texts.
+# One ``rng.choices`` call whatever the weights, so a split drawn with another share keeps the rest
+# of its random stream in step.
+LONG_WORDMARK_SHARE = 0.1
+
+
 @dataclass(frozen=True)
 class RenderedMark:
     """A mark as a coverage mask (RGBA, white where drawn) and what it represents."""
@@ -214,9 +220,11 @@ def as_rgba(coverage: Image.Image) -> Image.Image:
     return rgba
 
 
-def render_rumah123(font: Typeface, height: int, rng: random.Random) -> RenderedMark:
+def render_rumah123(
+    font: Typeface, height: int, rng: random.Random, long_share: float = LONG_WORDMARK_SHARE
+) -> RenderedMark:
     """Pin icon + 'rumah123' wordmark, ~4.7:1 like the observed mark, with layout variations."""
-    text = rng.choices(["rumah123", "Rumah123", "rumah123.com", "RUMAH123"], [0.7, 0.15, 0.1, 0.05])[0]
+    text = rng.choices(["rumah123", "Rumah123", "rumah123.com", "RUMAH123"], [0.7, 0.15, long_share, 0.05])[0]
     stroke = rng.choice((0, 0, 0, 1))
     words = _text_layer(text, _font(font, int(height * rng.uniform(0.75, 0.95))), stroke)
     if rng.random() < 0.85:
@@ -227,7 +235,9 @@ def render_rumah123(font: Typeface, height: int, rng: random.Random) -> Rendered
     return RenderedMark(as_rgba(layer), "rumah123")
 
 
-def render_99co(font: Typeface, height: int, rng: random.Random) -> RenderedMark:
+def render_99co(
+    font: Typeface, height: int, rng: random.Random, long_share: float = LONG_WORDMARK_SHARE
+) -> RenderedMark:
     """'99.co' wordmark, sometimes with a house-in-square icon or a smaller '.co'."""
     big = _font(font, int(height * rng.uniform(0.8, 1.0)))
     style = rng.choices(["plain", "small_co", "icon", "stacked"], [0.45, 0.2, 0.25, 0.1])[0]
@@ -239,7 +249,7 @@ def render_99co(font: Typeface, height: int, rng: random.Random) -> RenderedMark
         canvas.paste(co, (nines.width, nines.height - co.height))
         layer = canvas
     else:
-        text = rng.choices(["99.co", "99.CO", "99.co Indonesia", "99co"], [0.75, 0.1, 0.1, 0.05])[0]
+        text = rng.choices(["99.co", "99.CO", "99.co Indonesia", "99co"], [0.75, 0.1, long_share, 0.05])[0]
         layer = _text_layer(text, big, stroke=rng.choice((0, 0, 1)))
         if style == "icon":
             icon = house_icon(int(layer.height * rng.uniform(1.0, 1.3)), rng)
@@ -259,4 +269,4 @@ def render_other(font: Typeface, height: int, rng: random.Random) -> RenderedMar
     return RenderedMark(as_rgba(layer), "other")
 
 
-RENDERERS = {"rumah123": render_rumah123, "99co": render_99co, "other": render_other}
+BRAND_RENDERERS = {"rumah123": render_rumah123, "99co": render_99co}

@@ -36,6 +36,7 @@ def test_a_rejected_version_moves_out_is_recorded_and_its_number_is_not_reissued
     }
     assert registry.next_version() == "v4"
     assert registry.champion() == "v2"
+    assert registry.index_path.read_text().endswith("}\n"), "the committed index ends in a newline"
 
 
 def test_the_champion_cannot_be_rejected_and_nothing_moves(tmp_path):

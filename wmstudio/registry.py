@@ -49,6 +49,7 @@ class Registry:
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".registry-", suffix=".json")
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=2)
+            handle.write("\n")  # a final newline keeps git diffs of the committed index clean
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a non-root API container must be able to read it
         os.replace(tmp, self.index_path)
 

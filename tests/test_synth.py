@@ -15,9 +15,16 @@ from training.build import build_synthetic, house_split
 from training.pipeline import default_dirs
 from training.synth.compose import SynthConfig, SyntheticGenerator
 from training.synth.fonts import available_fonts, fonts_for
-from training.synth.marks import GlyphMix, RenderedMark, render_99co, render_other, render_rumah123
+from training.synth.marks import (
+    LONG_WORDMARK_SHARE,
+    GlyphMix,
+    RenderedMark,
+    render_99co,
+    render_other,
+    render_rumah123,
+)
 from training.synth.template import estimate_template
-from training.synth.variation import MarkVariation
+from training.synth.variation import P_LONG_WORDMARK, MarkVariation
 
 
 def _flat_backgrounds(folder: Path, count: int = 6) -> list[Path]:
@@ -210,9 +217,9 @@ def test_train_marks_take_the_long_wordmark_more_often_than_validation_marks():
         marks = (render_99co(font, 40, random.Random(seed), long_share=share).image for seed in range(300))
         return sum(mark.width >= 5 * mark.height for mark in marks)
 
-    assert long_marks(0.3) > 1.8 * long_marks(0.1) > 0
-    assert SyntheticGenerator("train", 0).long_share == 0.3
-    assert SyntheticGenerator("val", 0).long_share == SyntheticGenerator("test", 0).long_share == 0.1
+    assert long_marks(P_LONG_WORDMARK) > 1.8 * long_marks(LONG_WORDMARK_SHARE) > 0
+    assert SyntheticGenerator("train", 0).long_share == P_LONG_WORDMARK
+    assert SyntheticGenerator("val", 0).long_share == SyntheticGenerator("test", 0).long_share == LONG_WORDMARK_SHARE
 
 
 def test_slant_shears_the_top_row_right_for_italic():

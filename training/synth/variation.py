@@ -47,7 +47,7 @@ P_WIDTH = 0.3
 P_PIN_ON_OTHER = 0.15
 P_MIXED_GLYPHS = 0.3  # one font per character
 P_STACK_99CO = 0.25  # of the 99.co marks without an icon: about a quarter of train 99.co marks end up stacked
-P_LONG_WORDMARK = 0.3  # the long text's weight in train brand marks (validation and test: 0.1)
+P_LONG_WORDMARK = 0.3  # the long text's weight in train brand marks (validation and test: marks.LONG_WORDMARK_SHARE)
 STACKED_LAYOUTS = ("plain", "small_co")  # 99.co layouts with no icon yet
 MIN_KEPT_COVERAGE = 0.5  # thinning that erases more than half a mark's ink is skipped
 

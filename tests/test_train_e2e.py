@@ -70,14 +70,27 @@ def test_tiny_train_export_predict(tmp_path, caplog, monkeypatch):
     assert pooled.predict(Image.open(image_path)).width == Image.open(image_path).width
 
     # warm start: the next version starts from this one's weights, classifier included
+    import ultralytics.utils.torch_utils as torch_utils
+
+    monkeypatch.setattr(torch_utils, "NUM_THREADS", torch_utils.NUM_THREADS)  # restored after the test
+    threads_before = torch.get_num_threads()
     warm = TrainRecipe(
-        epochs=1, time_hours=None, imgsz=64, batch=8, warm_start=str(registry.path(version) / "model.pt")
+        epochs=1,
+        time_hours=None,
+        imgsz=64,
+        batch=8,
+        warm_start=str(registry.path(version) / "model.pt"),
+        threads=2,  # `wmstudio train --threads 2`: both cores of an idle 2-core machine
     )
     started = base_model(warm).model.state_dict()
     trained = YOLO(str(best)).model.state_dict()
     assert started.keys() == trained.keys()
     assert all(torch.equal(started[k].float(), trained[k].float()) for k in trained)
     with caplog.at_level(logging.INFO, logger="training.train"):
-        assert train(data_yaml, tmp_path / "runs" / "warm", warm).exists()
+        try:
+            assert train(data_yaml, tmp_path / "runs" / "warm", warm).exists()
+            assert torch.get_num_threads() == 2  # Ultralytics' own choice (cores - 1) was overridden
+        finally:
+            torch.set_num_threads(threads_before)
     # the trainer itself must start from those weights, not rebuild the network from its YAML
     assert any("tensors carried over (100%)" in r.getMessage() for r in caplog.records), caplog.text

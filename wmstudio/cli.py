@@ -136,6 +136,10 @@ def train(
     run_name: Annotated[str | None, typer.Option(help="Run folder name (reuse with --resume).")] = None,
     resume: Annotated[bool, typer.Option(help="Resume an interrupted run.")] = False,
     register: Annotated[bool, typer.Option(help="Export, evaluate and register the result.")] = True,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="Torch CPU threads (default: Ultralytics' cores - 1); all cores only on an idle machine."),
+    ] = None,
 ) -> None:
     """Build the default data, train the detector, then export, evaluate and register it."""
     _setup()
@@ -164,6 +168,7 @@ def train(
         seed=seed,
         warm_start=start,
         glyph_variation=glyph_variation,
+        threads=threads,
     )
     run_dir = settings.runs_dir / (run_name or f"train-s{seed}")
     best = run_train(data.data_yaml, run_dir, recipe, resume=resume)

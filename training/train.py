@@ -46,9 +46,9 @@ def _use_threads(threads: int | None) -> None:
 
     Measured on this 2-core machine: with other work on it, 2 threads ran 3x *slower* than 1
     (OpenMP threads stall waiting for each other when one is descheduled); with the machine
-    left to training, 2 threads ran about 3.0 s per batch of 16 at 384 px against 4.8 s with 1. So
-    the default keeps Ultralytics' choice and ``wmstudio train --threads 2`` is for an idle
-    machine.
+    left to training, 2 threads ran about 3.0 s per batch of 16 at 384 px against 4.8 s with
+    1. So the default keeps Ultralytics' choice and ``wmstudio train --threads 2`` is for an
+    idle machine.
     """
     if threads is None:
         return

@@ -55,3 +55,15 @@ def test_multiscale_refuses_a_size_the_network_cannot_take(tmp_path, bundled_reg
     assert done.returncode == 2
     assert "multiples of 32" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_soup_names_an_unknown_source_then_missing_datasets(tmp_path, bundled_registry):
+    for sources, message in (
+        (["v999", "v22"], "'v999' is not in the registry"),
+        (["v22", str(tmp_path / "missing.pt")], "no weights file"),
+        (["v21", "v22"], "wmstudio train"),
+    ):
+        done = _run("soup", tmp_path, *sources)
+        assert done.returncode == 1, done.stderr
+        assert message in done.stderr
+        assert "Traceback" not in done.stderr

@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 from wmstudio.registry import RegistryError
 
 USER_ERRORS = (FileNotFoundError, RegistryError)
 
 Result = TypeVar("Result")
+Params = ParamSpec("Params")
 
 
-def exit_on_user_error(main: Callable[[], Result]) -> Callable[[], Result]:
+def exit_on_user_error(main: Callable[Params, Result]) -> Callable[Params, Result]:
     """Run a script's ``main``; a user error ends it with its message and exit status 1."""
 
     @functools.wraps(main)
-    def guarded() -> Result:
+    def guarded(*args: Params.args, **kwargs: Params.kwargs) -> Result:
         try:
-            return main()
+            return main(*args, **kwargs)
         except USER_ERRORS as exc:
             raise SystemExit(str(exc)) from None
 

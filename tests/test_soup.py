@@ -1,0 +1,72 @@
+"""Weight averaging of fine-tunes (training.soup): the arithmetic, the checks, the CLI's errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from training import soup
+from wmstudio.registry import Registry
+
+
+def _state(path):
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    return (checkpoint.get("ema") or checkpoint["model"]).state_dict()
+
+
+def test_weights_are_normalised_and_checked():
+    assert soup.normalised(None, 4) == [0.25] * 4
+    assert soup.normalised([3, 1], 2) == [0.75, 0.25]
+    for bad in ([1.0], [1.0, -1.0], [0.0, 0.0]):
+        with pytest.raises(ValueError, match="non-negative weights"):
+            soup.normalised(bad, 2)
+
+
+@pytest.mark.slow
+def test_soup_is_the_weighted_average_and_loads(bundled_registry, tmp_path):
+    pytest.importorskip("ultralytics")
+    import torch
+    from ultralytics import YOLO
+
+    registry = Registry(bundled_registry)
+    first, second = (soup.resolve_source(registry, v) for v in ("v21", "v22"))
+    out = soup.average_checkpoints([first, second], [0.25, 0.75], tmp_path / "soup.pt")
+    a, b, mixed = _state(first), _state(second), _state(out)
+    for key, value in mixed.items():
+        if value.is_floating_point():
+            expected = (0.25 * a[key].float() + 0.75 * b[key].float()).to(value.dtype)
+            assert torch.allclose(value.float(), expected.float(), atol=1e-3), key
+        else:
+            assert torch.equal(value, a[key]), key
+    changed = [k for k in mixed if mixed[k].is_floating_point() and not torch.equal(mixed[k], b[k])]
+    assert changed, "the soup should differ from either source"
+
+    # weight 1 on one source gives that source back exactly
+    only_second = soup.average_checkpoints([first, second], [0.0, 1.0], tmp_path / "second.pt")
+    assert all(torch.equal(v, b[k]) for k, v in _state(only_second).items() if v.is_floating_point())
+
+    result = YOLO(str(out)).predict(torch.zeros(1, 3, 64, 64), imgsz=64, verbose=False)
+    assert len(result) == 1
+
+
+@pytest.mark.slow
+def test_different_architectures_are_refused(bundled_registry, tmp_path):
+    pytest.importorskip("ultralytics")
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    other = tmp_path / "three-classes.pt"
+    torch.save({"model": DetectionModel("yolo11n.yaml", nc=3, verbose=False)}, other)
+    source = soup.resolve_source(Registry(bundled_registry), "v22")
+    with pytest.raises(ValueError, match="not the same architecture"):
+        soup.average_checkpoints([source, other], [0.5, 0.5], tmp_path / "soup.pt")
+
+
+def test_cli_refuses_a_soup_it_cannot_make(capsys):
+    with pytest.raises(SystemExit) as one_source:
+        soup.main(["v22"])
+    assert one_source.value.code == 2 and "at least two sources" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as wrong_weights:
+        soup.main(["v21", "v22", "--weights", "1"])
+    assert wrong_weights.value.code == 2 and "non-negative weights" in capsys.readouterr().err

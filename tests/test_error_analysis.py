@@ -11,6 +11,7 @@ from training.error_analysis import (
     box_outcomes,
     cause_table,
     false_alarms,
+    median_scores,
     miss_sheet,
     shape_bucket,
     size_bucket,
@@ -51,6 +52,9 @@ def test_each_labelled_box_gets_one_cause():
     assert rows[("rumah123", "medium (5-9%)")] == {"found": 1, "low score": 1, "wrong brand": 0, "not found": 0}
     by_shape = {(b, group): counts for b, group, _, counts in cause_table(box_outcomes(examples, 0.5), "shape")}
     assert by_shape[("99co", "single long (>=5)")] == {"found": 0, "low score": 0, "wrong brand": 1, "not found": 1}
+    # the median of each box's best same-place score: 0.9 and 0.2 for Rumah123, 0.7 and 0 for 99.co
+    medians = median_scores(box_outcomes(examples, 0.5))
+    assert medians == {("rumah123", "medium (5-9%)"): 0.55, ("99co", "medium (5-9%)"): 0.35}
 
 
 def test_shape_and_layout_tell_stacked_logos_and_tiled_photos_apart():

@@ -16,9 +16,12 @@ from training.pipeline import default_dirs
 from training.synth.compose import SynthConfig, SyntheticGenerator
 from training.synth.fonts import available_fonts, fonts_for
 from training.synth.marks import (
+    ENDING_LOOKALIKE_NEGATIVES,
+    HARD_NEGATIVE_TEXTS,
     LONG_WORDMARK_SHARE,
     GlyphMix,
     RenderedMark,
+    negative_texts_without,
     render_99co,
     render_other,
     render_rumah123,
@@ -311,3 +314,28 @@ def test_package_fonts_are_train_only_and_drawn_at_their_weight(monkeypatch):
     with_faces = font_module.font_fingerprint()
     monkeypatch.setattr(font_module, "package_faces", lambda: ())
     assert font_module.font_fingerprint() != with_faces, "a change of package fonts must force a redraw"
+
+
+def test_lookalike_negative_ablation_swaps_only_those_texts_in_train(tmp_path):
+    """Off, train hard negatives never draw the look-alike endings; every other photo is unchanged."""
+    texts = negative_texts_without(ENDING_LOOKALIKE_NEGATIVES)
+    assert len(texts) == len(HARD_NEGATIVE_TEXTS) and not set(texts) & set(ENDING_LOOKALIKE_NEGATIVES)
+    assert [a for a, b in zip(HARD_NEGATIVE_TEXTS, texts, strict=True) if a != b] == list(ENDING_LOOKALIKE_NEGATIVES)
+    backgrounds = _flat_backgrounds(tmp_path / "bg", 4)
+    ablated = SynthConfig(lookalike_negatives=False)
+    for split in ("val", "test"):
+        default = [SyntheticGenerator(split, 0).generate(b).image_bytes for b in backgrounds]
+        assert default == [SyntheticGenerator(split, 0, config=ablated).generate(b).image_bytes for b in backgrounds]
+    drawn = [
+        (SyntheticGenerator("train", seed).generate(b), SyntheticGenerator("train", seed, config=ablated).generate(b))
+        for seed in range(40)
+        for b in backgrounds[:1]
+    ]
+    same = sum(a.image_bytes == b.image_bytes for a, b in drawn)
+    assert 0 < same < len(drawn), "a fresh generator per photo: only those that drew a look-alike negative change"
+    _, default_dir = default_dirs(tmp_path)
+    _, ablation_dir = default_dirs(tmp_path, lookalike_negatives=False)
+    assert default_dir != ablation_dir
+    stamp = build_synthetic(ablation_dir, tmp_path / "bg", counts={"train": 1}, seed=1, config=ablated).reports[-1]
+    assert stamp["lookalike_negatives"] is False
+    assert "lookalike_negatives" not in build_synthetic(default_dir, tmp_path / "bg", counts={"train": 1}).reports[-1]

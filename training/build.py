@@ -91,6 +91,8 @@ def build_synthetic(
         # removed is not what this machine would draw, so it is rebuilt.
         "fonts": font_fingerprint(),
         "glyph_variation": config.vary_glyphs,
+        # Only when ablated, so that the default recipe's cached sets keep their stamp.
+        **({} if config.lookalike_negatives else {"lookalike_negatives": False}),
         "counts": counts,
         "seed": seed,
         "real_data_version": real.version() if real is not None else None,

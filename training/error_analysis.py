@@ -7,7 +7,8 @@ brands apart; one not found at all calls for more small or faint marks in traini
 negatives that raise an alarm are listed with the brand they were mistaken for.
 
 The causes are tabled by mark size and again by layout (one mark or tiled) and shape (stacked
-logo, compact, wordmark, long wordmark). Before the causes it prints each brand's AP50 budget:
+logo, compact, wordmark, long wordmark), each row with the median score of its marks. Before
+the causes it prints each brand's AP50 budget:
 how much of the AP is lost to marks the network never proposes at all and how much to false
 candidates ranked above true ones, and where those false candidates sit. The first calls for
 more varied training marks, the second for harder negatives.
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from curation.boxes import iou
@@ -129,6 +131,23 @@ def false_alarms(examples: list[Example], threshold: float) -> list[tuple[str, s
     return alarms
 
 
+def _group(outcome: BoxOutcome, by: Literal["size", "shape"]) -> str:
+    return outcome.size if by == "size" else f"{outcome.layout} {outcome.shape}"
+
+
+def median_scores(outcomes: list[BoxOutcome], by: Literal["size", "shape"] = "size") -> dict[tuple[str, str], float]:
+    """Median best same-place score per (brand, group), whatever the threshold.
+
+    Two versions have two thresholds, so "found" counts compare them only in part; the median
+    score says whether a kind of mark scores higher at all (how the hard-negative ablation for
+    long wordmarks is read).
+    """
+    scores: dict[tuple[str, str], list[float]] = {}
+    for outcome in outcomes:
+        scores.setdefault((outcome.brand, _group(outcome, by)), []).append(outcome.best_score)
+    return {key: float(np.median(values)) for key, values in scores.items()}
+
+
 def cause_table(
     outcomes: list[BoxOutcome], by: Literal["size", "shape"] = "size"
 ) -> list[tuple[str, str, int, dict[str, int]]]:
@@ -136,8 +155,7 @@ def cause_table(
     ``by="shape"``, layout (single or tiled) and shape."""
     groups: dict[tuple[str, str], Counter] = {}
     for outcome in outcomes:
-        group = outcome.size if by == "size" else f"{outcome.layout} {outcome.shape}"
-        groups.setdefault((outcome.brand, group), Counter())[outcome.cause] += 1
+        groups.setdefault((outcome.brand, _group(outcome, by)), Counter())[outcome.cause] += 1
     names = (
         [name for _, name in SIZE_BUCKETS]
         if by == "size"
@@ -288,9 +306,12 @@ def main() -> None:
         print(f"\n{name}: {len(outcomes)} labelled boxes")
         print_ap_budget(examples, detector.classes)
         for by in ("size", "shape"):
-            print(f"{'brand':>9} {by:>26} {'boxes':>6} " + " ".join(f"{c:>12}" for c in CAUSES))
+            medians = median_scores(outcomes, by)
+            header = " ".join(f"{c:>12}" for c in (*CAUSES, "median score"))
+            print(f"{'brand':>9} {by:>26} {'boxes':>6} {header}")
             for brand, group, total, counts in cause_table(outcomes, by):
-                print(f"{brand:>9} {group:>26} {total:>6} " + " ".join(f"{counts[c]:>12}" for c in CAUSES))
+                cells = " ".join(f"{counts[c]:>12}" for c in CAUSES)
+                print(f"{brand:>9} {group:>26} {total:>6} {cells} {medians[brand, group]:>12.2f}")
         negatives = sum(1 for e in examples if not e.item.boxes and not e.item.brand)
         print(f"false alarms on photos without a brand mark: {len(alarms)}/{negatives}")
         misses = [o for o in outcomes if o.cause != "found" and args.cause in (None, o.cause)]

@@ -23,13 +23,16 @@ REAL_POSITIVE_REPEATS = 6  # 6 real positives in train: repeated so each epoch s
 REAL_NEGATIVE_REPEATS = 2
 
 
-def default_dirs(datasets_dir: Path, seed: int = 0, glyph_variation: bool = True) -> tuple[Path, Path]:
+def default_dirs(
+    datasets_dir: Path, seed: int = 0, glyph_variation: bool = True, lookalike_negatives: bool = True
+) -> tuple[Path, Path]:
     """Where the default recipe keeps the ingested listings and its synthetic set.
 
-    A set drawn without glyph variation (the ablation) gets its own folder: only its train split
-    differs, but the default folder must always hold what the default recipe trains on.
+    A set drawn for an ablation (no glyph variation, no look-alike negatives) gets its own
+    folder: only its train split differs, but the default folder must always hold what the
+    default recipe trains on.
     """
-    suffix = "" if glyph_variation else "-plain"
+    suffix = ("" if glyph_variation else "-plain") + ("" if lookalike_negatives else "-nolookalike")
     return datasets_dir / "listings", datasets_dir / f"synthetic-s{seed}{suffix}"
 
 
@@ -66,11 +69,12 @@ def prepare_default_data(
     synth_counts: dict[str, int] | None = None,
     seed: int = 0,
     glyph_variation: bool = True,
+    lookalike_negatives: bool = True,
 ) -> PreparedData:
     """Everything the default training run needs, under ``state_dir``."""
     datasets = state_dir / "datasets"
     real, real_dir = prepare_real(data_dir / "listings", datasets, seed)
-    _, synthetic_dir = default_dirs(datasets, seed, glyph_variation)
+    _, synthetic_dir = default_dirs(datasets, seed, glyph_variation, lookalike_negatives)
     synthetic = build_synthetic(
         synthetic_dir,
         data_dir / "houses",
@@ -78,7 +82,7 @@ def prepare_default_data(
         real_dir,
         synth_counts or DEFAULT_SYNTH_COUNTS,
         seed,
-        config=SynthConfig(vary_glyphs=glyph_variation),
+        config=SynthConfig(vary_glyphs=glyph_variation, lookalike_negatives=lookalike_negatives),
     )
     data_yaml = write_yolo_dataset(
         [

@@ -34,6 +34,7 @@ class TrainRecipe:
     warm_start: str | None = None  # path of an earlier best.pt
     fine_tune_lr: float = 5e-4  # AdamW learning rate used instead of lr0 when warm-starting
     glyph_variation: bool = True  # data, not a YOLO argument: train marks drawn with varied glyphs
+    lookalike_negatives: bool = True  # data: train hard negatives include synth.marks.ENDING_LOOKALIKE_NEGATIVES
     threads: int | None = None  # torch CPU threads; None keeps Ultralytics' choice (cores - 1)
     extra: dict = field(default_factory=dict)
 

@@ -133,6 +133,10 @@ def train(
     glyph_variation: Annotated[
         bool, typer.Option(help="Vary train marks' stroke weight, slant and width (off: the ablation).")
     ] = True,
+    lookalike_negatives: Annotated[
+        bool,
+        typer.Option(help="Keep train hard negatives that end like the long brand wordmarks (off: the ablation)."),
+    ] = True,
     run_name: Annotated[str | None, typer.Option(help="Run folder name (reuse with --resume).")] = None,
     resume: Annotated[bool, typer.Option(help="Resume an interrupted run.")] = False,
     register: Annotated[bool, typer.Option(help="Export, evaluate and register the result.")] = True,
@@ -158,7 +162,9 @@ def train(
     elif warm_start:
         start = warm_start
     counts = {**DEFAULT_SYNTH_COUNTS, "train": synth_train}  # val and test stay fixed: comparable across runs
-    data = prepare_default_data(settings.data_dir, settings.state_dir, counts, seed, glyph_variation)
+    data = prepare_default_data(
+        settings.data_dir, settings.state_dir, counts, seed, glyph_variation, lookalike_negatives
+    )
     recipe = TrainRecipe(
         model=model,
         imgsz=imgsz,
@@ -168,6 +174,7 @@ def train(
         seed=seed,
         warm_start=start,
         glyph_variation=glyph_variation,
+        lookalike_negatives=lookalike_negatives,
         threads=threads,
     )
     run_dir = settings.runs_dir / (run_name or f"train-s{seed}")

@@ -17,7 +17,15 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from training.synth.fonts import fonts_for
-from training.synth.marks import BRAND_RENDERERS, LONG_WORDMARK_SHARE, RenderedMark, render_other
+from training.synth.marks import (
+    BRAND_RENDERERS,
+    ENDING_LOOKALIKE_NEGATIVES,
+    HARD_NEGATIVE_TEXTS,
+    LONG_WORDMARK_SHARE,
+    RenderedMark,
+    negative_texts_without,
+    render_other,
+)
 from training.synth.variation import P_LONG_WORDMARK, MarkVariation
 
 MAX_SIDE = 640  # synthetic photos are stored at most this large: training runs at 320 px
@@ -42,6 +50,8 @@ class SynthConfig:
     )
     jpeg_quality: tuple[int, int] = (35, 95)
     vary_glyphs: bool = True  # train split only: see training.synth.variation
+    # Train split only; off is the ablation of marks.ENDING_LOOKALIKE_NEGATIVES.
+    lookalike_negatives: bool = True
 
 
 @dataclass(frozen=True)
@@ -182,6 +192,8 @@ class SyntheticGenerator:
         vary = split == "train" and self.config.vary_glyphs
         self.variation = MarkVariation(random.Random(f"variation:{split}:{seed}")) if vary else None
         self.long_share = P_LONG_WORDMARK if vary else LONG_WORDMARK_SHARE
+        drop = split == "train" and not self.config.lookalike_negatives
+        self.negative_texts = negative_texts_without(ENDING_LOOKALIKE_NEGATIVES) if drop else HARD_NEGATIVE_TEXTS
 
     def _render(self, label: str, height: int) -> RenderedMark:
         if label == "rumah123" and self.template_mark is not None and self.rng.random() < self.config.p_template:
@@ -190,7 +202,7 @@ class SyntheticGenerator:
             font = self.rng.choice(self.fonts)
             typeface = self.variation.typeface(font, self.fonts) if self.variation is not None else font
             if label == "other":
-                mark = render_other(typeface, height * 2, self.rng)
+                mark = render_other(typeface, height * 2, self.rng, self.negative_texts)
             else:
                 mark = BRAND_RENDERERS[label](typeface, height * 2, self.rng, long_share=self.long_share)
         return self.variation(mark) if self.variation is not None else mark

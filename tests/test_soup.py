@@ -23,6 +23,15 @@ def test_weights_are_normalised_and_checked():
             soup.normalised(bad, 2)
 
 
+def test_a_soup_s_recipe_says_it_was_averaged_not_trained():
+    base = {"model": "yolo11n.yaml", "imgsz": 384, "time_hours": 1.85, "warm_start": "models/v21/model.pt"}
+    recipe = soup.soup_recipe("v22", base, ["v22", "run/best.pt"], [0.7, 0.3])
+    assert recipe["method"] == "soup" and "time_hours" not in recipe and "warm_start" not in recipe
+    assert (recipe["model"], recipe["imgsz"]) == ("yolo11n.yaml", 384)
+    assert recipe["soup_of"] == ["v22", "run/best.pt"] and recipe["soup_weights"] == [0.7, 0.3]
+    assert recipe["base_version"] == "v22" and recipe["base_recipe"] == base
+
+
 @pytest.mark.slow
 def test_soup_is_the_weighted_average_and_loads(bundled_registry, tmp_path):
     pytest.importorskip("ultralytics")

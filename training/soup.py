@@ -120,6 +120,24 @@ def compare_soup(
     return rows
 
 
+def soup_recipe(base_version: str, base_recipe: dict, sources: Sequence[str], weights: Sequence[float]) -> dict:
+    """The card's recipe for a soup: what was averaged, not a training run.
+
+    Copying the base version's recipe as the soup's own (as v26's card does) reads as if the soup
+    had been trained with it. The architecture and input size still describe the network, so
+    they stay at the top; the base's recipe is kept whole under ``base_recipe``.
+    """
+    return {
+        "method": "soup",
+        "model": base_recipe.get("model"),
+        "imgsz": base_recipe.get("imgsz"),
+        "soup_of": list(sources),
+        "soup_weights": list(weights),
+        "base_version": base_version,
+        "base_recipe": dict(base_recipe),
+    }
+
+
 def register_soup(
     registry: Registry, base_version: str, sources: Sequence[str], weights: list[float], state_dir: Path
 ) -> dict:
@@ -129,7 +147,7 @@ def register_soup(
     data = default_data(state_dir)
     with tempfile.TemporaryDirectory(prefix="wmstudio-soup-") as scratch:
         soup = average_checkpoints(paths, weights, Path(scratch) / "model.pt")
-        recipe = {**card["recipe"], "soup_of": list(sources), "soup_weights": weights}
+        recipe = soup_recipe(base_version, card["recipe"], sources, weights)
         version = register_model(
             registry,
             soup,

@@ -59,7 +59,7 @@ HARD_NEGATIVE_TEXTS: tuple[str, ...] = (
 # Indonesia", "rumah123.com" / "rumah.com", ".co" in a web address). v22 scored every single long
 # 99.co validation mark under its threshold, and these were suspected. The ablation
 # (``SynthConfig(lookalike_negatives=False)``, train marks only; v28, REPORT §3) refuted that:
-# without them long 99.co marks scored the same and other agencies' marks twice as often alarmed.
+# without them long 99.co marks scored the same and other agencies' marks alarmed more often.
 ENDING_LOOKALIKE_NEGATIVES: tuple[str, ...] = ("ERA Indonesia", "rumah.com", "www.propertiku.co.id")
 
 

@@ -317,7 +317,8 @@ def test_package_fonts_are_train_only_and_drawn_at_their_weight(monkeypatch):
 
 
 def test_lookalike_negative_ablation_swaps_only_those_texts_in_train(tmp_path):
-    """Off, train hard negatives never draw the look-alike endings; every other photo is unchanged."""
+    """Off, train hard negatives never draw the look-alike endings; validation and test are unchanged,
+    and a train photo drawn by a fresh generator changes only if it drew one."""
     texts = negative_texts_without(ENDING_LOOKALIKE_NEGATIVES)
     assert len(texts) == len(HARD_NEGATIVE_TEXTS) and not set(texts) & set(ENDING_LOOKALIKE_NEGATIVES)
     assert [a for a, b in zip(HARD_NEGATIVE_TEXTS, texts, strict=True) if a != b] == list(ENDING_LOOKALIKE_NEGATIVES)

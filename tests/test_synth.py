@@ -268,7 +268,7 @@ def test_cached_synthetic_set_is_rebuilt_when_the_fonts_change(tmp_path, monkeyp
 def test_ablation_without_glyph_variation_gets_its_own_folder_and_stamp(tmp_path):
     _flat_backgrounds(tmp_path / "houses", 4)
     _, varied_dir = default_dirs(tmp_path)
-    _, plain_dir = default_dirs(tmp_path, glyph_variation=False)
+    _, plain_dir = default_dirs(tmp_path, config=SynthConfig(vary_glyphs=False))
     assert varied_dir != plain_dir, "the ablation must not overwrite the default recipe's set"
     plain = build_synthetic(
         plain_dir, tmp_path / "houses", counts={"train": 2}, seed=1, config=SynthConfig(vary_glyphs=False)
@@ -335,8 +335,27 @@ def test_lookalike_negative_ablation_swaps_only_those_texts_in_train(tmp_path):
     same = sum(a.image_bytes == b.image_bytes for a, b in drawn)
     assert 0 < same < len(drawn), "a fresh generator per photo: only those that drew a look-alike negative change"
     _, default_dir = default_dirs(tmp_path)
-    _, ablation_dir = default_dirs(tmp_path, lookalike_negatives=False)
+    _, ablation_dir = default_dirs(tmp_path, config=ablated)
     assert default_dir != ablation_dir
     stamp = build_synthetic(ablation_dir, tmp_path / "bg", counts={"train": 1}, seed=1, config=ablated).reports[-1]
     assert stamp["lookalike_negatives"] is False
     assert "lookalike_negatives" not in build_synthetic(default_dir, tmp_path / "bg", counts={"train": 1}).reports[-1]
+
+
+def test_any_generator_change_gets_its_own_folder_and_a_stamp_the_cache_matches(tmp_path):
+    """A config is one object from the CLI to the stamp: a changed field that is not a named ablation
+    still names a folder of its own, is recorded in the set's stamp, and a rebuild reuses the set."""
+    backgrounds = tmp_path / "bg"
+    _flat_backgrounds(backgrounds, 2)
+    changed = SynthConfig(opacity=(0.5, 0.6), vary_glyphs=False)
+    assert SynthConfig().changes() == {} and SynthConfig().folder_suffix() == ""
+    assert changed.changes() == {"opacity": [0.5, 0.6], "vary_glyphs": False}
+    _, changed_dir = default_dirs(tmp_path, config=changed)
+    _, other_dir = default_dirs(tmp_path, config=SynthConfig(opacity=(0.5, 0.7), vary_glyphs=False))
+    assert changed_dir.name.startswith("synthetic-s0-plain-") and len({changed_dir, other_dir}) == 2
+    stamp = build_synthetic(changed_dir, backgrounds, counts={"train": 1}, seed=1, config=changed).reports[-1]
+    assert stamp["opacity"] == [0.5, 0.6] and stamp["glyph_variation"] is False
+    image = next((changed_dir / "images").rglob("*.jpg"))
+    image.write_bytes(b"stale")
+    build_synthetic(changed_dir, backgrounds, counts={"train": 1}, seed=1, config=changed)
+    assert image.read_bytes() == b"stale", "the same config again: the cached set is reused"

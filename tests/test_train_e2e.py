@@ -6,6 +6,7 @@ import json
 import logging
 
 import pytest
+import yaml
 from PIL import Image
 
 from tests.conftest import run_cli
@@ -81,6 +82,7 @@ def test_tiny_train_export_predict(tmp_path, caplog, monkeypatch):
         batch=8,
         warm_start=str(registry.path(version) / "model.pt"),
         threads=2,  # `wmstudio train --threads 2`: both cores of an idle 2-core machine
+        mosaic=0.0,  # `wmstudio train --mosaic 0`: the long-wordmark ablation
     )
     started = base_model(warm).model.state_dict()
     trained = YOLO(str(best)).model.state_dict()
@@ -94,3 +96,6 @@ def test_tiny_train_export_predict(tmp_path, caplog, monkeypatch):
             torch.set_num_threads(threads_before)
     # the trainer itself must start from those weights, not rebuild the network from its YAML
     assert any("tensors carried over (100%)" in r.getMessage() for r in caplog.records), caplog.text
+    # the recipe's mosaic probability reaches the trainer (its args.yaml is what it ran with)
+    assert yaml.safe_load((tmp_path / "runs" / "tiny" / "args.yaml").read_text())["mosaic"] == 1.0
+    assert yaml.safe_load((tmp_path / "runs" / "warm" / "args.yaml").read_text())["mosaic"] == 0.0

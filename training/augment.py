@@ -32,7 +32,11 @@ def photometric_transforms(strength: str = "default") -> list[A.BasicTransform]:
 
 
 def geometric_hyperparameters(strength: str = "default") -> dict[str, float]:
-    """Ultralytics' own augmentation settings matching the photometric strength."""
+    """Ultralytics' own augmentation settings matching the photometric strength.
+
+    Mosaic is not here: it does not scale with the strength, and a run sets it through
+    ``TrainRecipe.mosaic`` (the long-wordmark ablation turns it off).
+    """
     scale = {"light": 0.5, "default": 1.0, "strong": 1.5}[strength]
     return {
         "fliplr": 0.0,
@@ -40,7 +44,6 @@ def geometric_hyperparameters(strength: str = "default") -> dict[str, float]:
         "degrees": 3.0 * scale,
         "translate": 0.1 * scale,
         "scale": min(0.9, 0.4 * scale),
-        "mosaic": 1.0,
         "mixup": 0.0,
         "hsv_h": 0.015,
         "hsv_s": 0.5 * scale,

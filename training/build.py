@@ -91,8 +91,9 @@ def build_synthetic(
         # removed is not what this machine would draw, so it is rebuilt.
         "fonts": font_fingerprint(),
         "glyph_variation": config.vary_glyphs,
-        # Only when ablated, so that the default recipe's cached sets keep their stamp.
-        **({} if config.lookalike_negatives else {"lookalike_negatives": False}),
+        # Other changes only when there are some, so that the default recipe's cached sets
+        # keep their stamp.
+        **{name: value for name, value in config.changes().items() if name != "vary_glyphs"},
         "counts": counts,
         "seed": seed,
         "real_data_version": real.version() if real is not None else None,

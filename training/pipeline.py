@@ -23,16 +23,14 @@ REAL_POSITIVE_REPEATS = 6  # 6 real positives in train: repeated so each epoch s
 REAL_NEGATIVE_REPEATS = 2
 
 
-def default_dirs(
-    datasets_dir: Path, seed: int = 0, glyph_variation: bool = True, lookalike_negatives: bool = True
-) -> tuple[Path, Path]:
+def default_dirs(datasets_dir: Path, seed: int = 0, config: SynthConfig | None = None) -> tuple[Path, Path]:
     """Where the default recipe keeps the ingested listings and its synthetic set.
 
-    A set drawn for an ablation (no glyph variation, no look-alike negatives) gets its own
-    folder: only its train split differs, but the default folder must always hold what the
-    default recipe trains on.
+    A set drawn with another generator config (an ablation: no glyph variation, no look-alike
+    negatives) gets its own folder: only its train split differs, but the default folder must
+    always hold what the default recipe trains on.
     """
-    suffix = ("" if glyph_variation else "-plain") + ("" if lookalike_negatives else "-nolookalike")
+    suffix = (config or SynthConfig()).folder_suffix()
     return datasets_dir / "listings", datasets_dir / f"synthetic-s{seed}{suffix}"
 
 
@@ -68,13 +66,12 @@ def prepare_default_data(
     state_dir: Path,
     synth_counts: dict[str, int] | None = None,
     seed: int = 0,
-    glyph_variation: bool = True,
-    lookalike_negatives: bool = True,
+    config: SynthConfig | None = None,
 ) -> PreparedData:
     """Everything the default training run needs, under ``state_dir``."""
     datasets = state_dir / "datasets"
     real, real_dir = prepare_real(data_dir / "listings", datasets, seed)
-    _, synthetic_dir = default_dirs(datasets, seed, glyph_variation, lookalike_negatives)
+    _, synthetic_dir = default_dirs(datasets, seed, config)
     synthetic = build_synthetic(
         synthetic_dir,
         data_dir / "houses",
@@ -82,7 +79,7 @@ def prepare_default_data(
         real_dir,
         synth_counts or DEFAULT_SYNTH_COUNTS,
         seed,
-        config=SynthConfig(vary_glyphs=glyph_variation, lookalike_negatives=lookalike_negatives),
+        config=config,
     )
     data_yaml = write_yolo_dataset(
         [

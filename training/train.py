@@ -11,6 +11,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from training.synth.compose import SynthConfig
 from wmstudio.offline import apply_offline_env
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,11 @@ class TrainRecipe:
     patience: int = 100
     lr0: float = 0.01
     cos_lr: bool = False
+    mosaic: float = 1.0  # probability of a 4-photo mosaic per training sample
     close_mosaic: int = 3
     warm_start: str | None = None  # path of an earlier best.pt
     fine_tune_lr: float = 5e-4  # AdamW learning rate used instead of lr0 when warm-starting
-    glyph_variation: bool = True  # data, not a YOLO argument: train marks drawn with varied glyphs
-    lookalike_negatives: bool = True  # data: train hard negatives include synth.marks.ENDING_LOOKALIKE_NEGATIVES
+    synth: SynthConfig = field(default_factory=SynthConfig)  # data, not YOLO arguments: how the set was drawn
     threads: int | None = None  # torch CPU threads; None keeps Ultralytics' choice (cores - 1)
     extra: dict = field(default_factory=dict)
 
@@ -118,6 +119,7 @@ def train(data_yaml: Path, run_dir: Path, recipe: TrainRecipe, resume: bool = Fa
         "patience": recipe.patience,
         "lr0": recipe.lr0,
         "cos_lr": recipe.cos_lr,
+        "mosaic": recipe.mosaic,
         "close_mosaic": recipe.close_mosaic,
         "device": "cpu",
         "workers": 0,

@@ -137,6 +137,9 @@ def train(
         bool,
         typer.Option(help="Keep train hard negatives that end like the long brand wordmarks (off: the ablation)."),
     ] = True,
+    mosaic: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Probability of a 4-photo mosaic per training sample.")
+    ] = 1.0,
     run_name: Annotated[str | None, typer.Option(help="Run folder name (reuse with --resume).")] = None,
     resume: Annotated[bool, typer.Option(help="Resume an interrupted run.")] = False,
     register: Annotated[bool, typer.Option(help="Export, evaluate and register the result.")] = True,
@@ -150,6 +153,7 @@ def train(
     from training.build import DEFAULT_SYNTH_COUNTS
     from training.pipeline import prepare_default_data
     from training.release import release_model
+    from training.synth.compose import SynthConfig
     from training.train import TrainRecipe
     from training.train import train as run_train
     from wmstudio.registry import Registry
@@ -162,9 +166,8 @@ def train(
     elif warm_start:
         start = warm_start
     counts = {**DEFAULT_SYNTH_COUNTS, "train": synth_train}  # val and test stay fixed: comparable across runs
-    data = prepare_default_data(
-        settings.data_dir, settings.state_dir, counts, seed, glyph_variation, lookalike_negatives
-    )
+    synth = SynthConfig(vary_glyphs=glyph_variation, lookalike_negatives=lookalike_negatives)
+    data = prepare_default_data(settings.data_dir, settings.state_dir, counts, seed, synth)
     recipe = TrainRecipe(
         model=model,
         imgsz=imgsz,
@@ -173,8 +176,8 @@ def train(
         augmentation=augmentation,
         seed=seed,
         warm_start=start,
-        glyph_variation=glyph_variation,
-        lookalike_negatives=lookalike_negatives,
+        synth=synth,
+        mosaic=mosaic,
         threads=threads,
     )
     run_dir = settings.runs_dir / (run_name or f"train-s{seed}")

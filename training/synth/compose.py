@@ -7,10 +7,12 @@ same seed and inputs give byte-identical images.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,28 @@ class SynthConfig:
     vary_glyphs: bool = True  # train split only: see training.synth.variation
     # Train split only; off is the ablation of marks.ENDING_LOOKALIKE_NEGATIVES.
     lookalike_negatives: bool = True
+
+    def changes(self) -> dict[str, object]:
+        """The fields that differ from the default generator, in JSON types.
+
+        A set drawn with them is a different data set: they go into its cache stamp and name
+        its folder, so an ablation can never overwrite (or be mistaken for) the default set.
+        """
+        default = asdict(SynthConfig())
+        return json.loads(json.dumps({k: v for k, v in asdict(self).items() if v != default[k]}))
+
+    def folder_suffix(self) -> str:
+        """``-plain`` / ``-nolookalike`` for the two named ablations, a short hash for any other change."""
+        changes = self.changes()
+        tags = [tag for name, tag in ABLATION_FOLDER_TAGS.items() if name in changes]
+        rest = {name: value for name, value in changes.items() if name not in ABLATION_FOLDER_TAGS}
+        if rest:
+            tags.append(hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:8])
+        return "".join(f"-{tag}" for tag in tags)
+
+
+# Folder tags of the ablations that have been run (their sets already exist under these names).
+ABLATION_FOLDER_TAGS = {"vary_glyphs": "plain", "lookalike_negatives": "nolookalike"}
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ VISIBLE_FRACTION = 0.4  # a tiled mark cut by the border is labelled only if thi
 MIN_CONTRAST = 12  # grey levels: a mark whose strongest pixels change less than this is invisible
 
 BRAND_COLOURS = {"rumah123": (232, 63, 50), "99co": (225, 45, 60), "other": (30, 90, 200)}
+# SynthConfig fields whose ablations have been run, and the folder tag their sets already carry.
+ABLATION_FOLDER_TAGS = {"vary_glyphs": "plain", "lookalike_negatives": "nolookalike"}
 
 
 @dataclass
@@ -72,10 +74,6 @@ class SynthConfig:
         if rest:
             tags.append(hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:8])
         return "".join(f"-{tag}" for tag in tags)
-
-
-# Folder tags of the ablations that have been run (their sets already exist under these names).
-ABLATION_FOLDER_TAGS = {"vary_glyphs": "plain", "lookalike_negatives": "nolookalike"}
 
 
 @dataclass(frozen=True)

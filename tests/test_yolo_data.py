@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from PIL import Image
 
 from training.manifest import Box, Item, Manifest
+from training.pipeline import REAL_POSITIVE_REPEATS, yolo_dir
 from training.yolo_data import Source, write_yolo_dataset
+from wmstudio import cli
 
 
 def _manifest(root: Path, names: list[str]) -> Manifest:
@@ -43,3 +46,24 @@ def test_labels_are_yolo_lines_and_a_relayout_removes_stale_files(tmp_path):
     assert train_images == [f"s0_{'bbbb' * 8}.jpg", f"s0_{'dddd' * 8}.jpg"]
     assert not (out / "labels" / "train" / f"s0_{'aaaa' * 8}.txt").exists()
     assert len((out / "train.txt").read_text().split()) == 2
+
+
+def test_repeats_oversample_train_only_and_a_mix_gets_its_own_folder(tmp_path):
+    root, out = tmp_path / "data", tmp_path / "yolo"
+    names = ["aaaa", "bbbb", "cccc"]  # aaaa: train positive, bbbb: train negative, cccc: val positive
+    write_yolo_dataset([Source(_manifest(root, names), root, repeat_positives=5, repeat_negatives=2)], out)
+    train = (out / "train.txt").read_text().split()
+    assert sum("aaaa" in line for line in train) == 5
+    assert sum("bbbb" in line for line in train) == 2
+    assert len((out / "val.txt").read_text().split()) == 1  # validation is never oversampled
+
+    synthetic_dir = tmp_path / "datasets" / "synthetic-s0"
+    default = yolo_dir(tmp_path, synthetic_dir)
+    assert default == tmp_path / "yolo" / "default-s0"
+    assert yolo_dir(tmp_path, synthetic_dir, REAL_POSITIVE_REPEATS) == default
+    assert yolo_dir(tmp_path, synthetic_dir, 15) == tmp_path / "yolo" / "default-s0-real15"
+
+
+def test_the_train_command_defaults_to_the_pipelines_real_repeats():
+    parameter = inspect.signature(cli.train).parameters["real_positive_repeats"]
+    assert parameter.default == REAL_POSITIVE_REPEATS

@@ -34,6 +34,18 @@ def default_dirs(datasets_dir: Path, seed: int = 0, config: SynthConfig | None =
     return datasets_dir / "listings", datasets_dir / f"synthetic-s{seed}{suffix}"
 
 
+def yolo_dir(state_dir: Path, synthetic_dir: Path, real_positive_repeats: int = REAL_POSITIVE_REPEATS) -> Path:
+    """Where a recipe's YOLO layout goes: another real/synthetic mix gets its own folder.
+
+    The train list is the only thing the mix changes, but the default folder must always hold
+    what the default recipe trains on, or a later default run would silently train on the mix.
+    """
+    name = synthetic_dir.name.replace("synthetic", "default")
+    if real_positive_repeats != REAL_POSITIVE_REPEATS:
+        name += f"-real{real_positive_repeats}"
+    return state_dir / "yolo" / name
+
+
 @dataclass(frozen=True)
 class PreparedData:
     real: Manifest
@@ -67,8 +79,13 @@ def prepare_default_data(
     synth_counts: dict[str, int] | None = None,
     seed: int = 0,
     config: SynthConfig | None = None,
+    real_positive_repeats: int = REAL_POSITIVE_REPEATS,
 ) -> PreparedData:
-    """Everything the default training run needs, under ``state_dir``."""
+    """Everything the default training run needs, under ``state_dir``.
+
+    ``real_positive_repeats`` sets how often each real train photo with a mark appears per
+    epoch: a few real photos among thousands of synthetic ones are otherwise drowned out.
+    """
     datasets = state_dir / "datasets"
     real, real_dir = prepare_real(data_dir / "listings", datasets, seed)
     _, synthetic_dir = default_dirs(datasets, seed, config)
@@ -83,9 +100,9 @@ def prepare_default_data(
     )
     data_yaml = write_yolo_dataset(
         [
-            Source(real, real_dir, REAL_POSITIVE_REPEATS, REAL_NEGATIVE_REPEATS),
+            Source(real, real_dir, real_positive_repeats, REAL_NEGATIVE_REPEATS),
             Source(synthetic, synthetic_dir),
         ],
-        state_dir / "yolo" / synthetic_dir.name.replace("synthetic", "default"),
+        yolo_dir(state_dir, synthetic_dir, real_positive_repeats),
     )
     return PreparedData(real, real_dir, synthetic, synthetic_dir, data_yaml)

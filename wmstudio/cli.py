@@ -140,6 +140,9 @@ def train(
     mosaic: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Probability of a 4-photo mosaic per training sample.")
     ] = 1.0,
+    real_positive_repeats: Annotated[
+        int, typer.Option(min=1, help="Times each real train photo with a mark appears per epoch.")
+    ] = 6,
     run_name: Annotated[str | None, typer.Option(help="Run folder name (reuse with --resume).")] = None,
     resume: Annotated[bool, typer.Option(help="Resume an interrupted run.")] = False,
     register: Annotated[bool, typer.Option(help="Export, evaluate and register the result.")] = True,
@@ -167,7 +170,7 @@ def train(
         start = warm_start
     counts = {**DEFAULT_SYNTH_COUNTS, "train": synth_train}  # val and test stay fixed: comparable across runs
     synth = SynthConfig(vary_glyphs=glyph_variation, lookalike_negatives=lookalike_negatives)
-    data = prepare_default_data(settings.data_dir, settings.state_dir, counts, seed, synth)
+    data = prepare_default_data(settings.data_dir, settings.state_dir, counts, seed, synth, real_positive_repeats)
     recipe = TrainRecipe(
         model=model,
         imgsz=imgsz,
@@ -183,7 +186,8 @@ def train(
     run_dir = settings.runs_dir / (run_name or f"train-s{seed}")
     best = run_train(data.data_yaml, run_dir, recipe, resume=resume)
     if register:
-        version = release_model(registry, best, data, recipe.to_dict(), parent=registry.champion() if start else None)
+        recorded = recipe.to_dict() | {"real_positive_repeats": real_positive_repeats}
+        version = release_model(registry, best, data, recorded, parent=registry.champion() if start else None)
         console.print(f"registered {version}; promote it with `wmstudio models promote {version}`")
 
 

@@ -57,6 +57,16 @@ def test_draft_decoding_reports_original_size():
     assert sx == pytest.approx(1080 / decoded.image.width)
 
 
+@pytest.mark.parametrize(("width", "height"), [(1080, 810), (810, 1080), (960, 600), (2000, 300)])
+def test_draft_decoding_keeps_the_long_side_the_letterbox_needs_and_no_more(width, height):
+    """Half scale is enough when its long side still covers the input size (416 px here)."""
+    decoded = decode_image(jpeg_bytes(width, height), draft_size=416)
+    long_side = max(decoded.image.size)
+    assert long_side >= 416
+    assert long_side < max(width, height), "a 1080 px photo must not be decoded at full size for 416 px"
+    assert decoded.image.width / decoded.image.height == pytest.approx(width / height, rel=0.02)
+
+
 def test_draft_decoding_with_exif_rotation_keeps_upright_size():
     decoded = decode_image(exif_rotated_jpeg(1280, 960), draft_size=320)
     assert (decoded.width, decoded.height) == (960, 1280)

@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from wmstudio.runtime import Detection
 from wmstudio.runtime.detector import apply_mark_check
-from wmstudio.runtime.mark_check import MarkCheck, Placement, calibrate_threshold
+from wmstudio.runtime.mark_check import DECISIVE_SCORE, MarkCheck, Placement, calibrate_threshold
 from wmstudio.runtime.postprocess import iou_matrix
 
 PLACEMENT = Placement(centre_x=0.5, centre_y=0.5, height=0.105, aspect=4.5, max_width=0.87)
@@ -87,7 +87,17 @@ def test_a_fired_check_replaces_candidates_on_its_spot(check):
     result = apply_mark_check(check, marked, [elsewhere, *on_spot])
     assert elsewhere in result
     assert [d.brand for d in result if d is not elsewhere] == ["rumah123"]
-    assert next(d for d in result if d.brand == "rumah123").score > 0.5
+    assert next(d for d in result if d.brand == "rumah123").score >= DECISIVE_SCORE
+
+
+def test_a_fired_check_clears_every_operating_threshold_and_ranks_by_evidence(check):
+    """A check that barely fires is still a decision: no threshold a release can pick drops it."""
+    from training.evaluate import THRESHOLD_GRID
+
+    barely, clearly = check.score(check.threshold), check.score(2 * check.threshold)
+    assert barely == pytest.approx(DECISIVE_SCORE)
+    assert max(THRESHOLD_GRID) <= barely < clearly <= 1.0
+    assert check.score(1.2 * check.threshold) < clearly
 
 
 def test_a_silent_check_changes_nothing(check):
@@ -121,3 +131,14 @@ def test_check_built_from_the_real_train_photos_separates_train_and_val(data_dir
             fired["marked" if item.brand == "rumah123" else "unmarked"] += 1
     assert fired["unmarked"] == 0
     assert fired["marked"] >= 6
+
+
+def test_fire_table_counts_where_the_check_fires_per_group(check):
+    from training.check_audit import fire_table
+
+    marked = [("real rumah123", stamp(busy_photo(640, 480, seed), check.matte, opacity=0.35)[0]) for seed in (6, 7)]
+    clean = [("synthetic clean", busy_photo(640, 480, seed)) for seed in (8, 9, 10)]
+    table = fire_table(check, marked + clean)
+    assert table["real rumah123"]["photos"] == 2 and table["real rumah123"]["fired"] == 2
+    assert table["synthetic clean"] | {"max": 0, "min": 0} == {"photos": 3, "fired": 0, "max": 0, "min": 0}
+    assert table["synthetic clean"]["max"] < check.threshold <= table["real rumah123"]["min"]

@@ -1,4 +1,4 @@
-"""The registry: a rejected version leaves the folder but keeps its number."""
+"""The registry: a rejected version leaves the folder but keeps its number, and can come back."""
 
 from __future__ import annotations
 
@@ -67,6 +67,37 @@ def test_cli_reject_names_a_user_mistake_without_a_traceback(tmp_path):
     assert moved.returncode == 0, moved.stderr
     assert (tmp_path / "state" / "rejected" / "v2" / "model_card.json").exists()
     assert json.loads((registry.root / "registry.json").read_text())["history"][-1]["reason"] == "lost on validation"
+
+
+def test_a_rejected_version_can_be_restored_with_its_number_but_not_as_champion(tmp_path):
+    registry = _registry(tmp_path / "models", 3)
+    registry.promote("v2")
+    registry.reject("v3", tmp_path / "rejected", "failed the gate")
+    with pytest.raises(RegistryError, match="never rejected"):
+        (tmp_path / "elsewhere" / "v9").mkdir(parents=True)
+        (tmp_path / "elsewhere" / "v9" / "model_card.json").write_text("{}")
+        registry.restore("v9", tmp_path / "elsewhere")
+    with pytest.raises(RegistryError, match="no rejected version"):
+        registry.restore("v7", tmp_path / "rejected")
+    target = registry.restore("v3", tmp_path / "rejected", "the check rule changed")
+    assert target == registry.root / "v3" and registry.versions() == ["v1", "v2", "v3"]
+    assert not (tmp_path / "rejected" / "v3").exists()
+    assert registry.champion() == "v2"
+    assert registry.history()[-1]["action"] == "restore" and registry.next_version() == "v4"
+    with pytest.raises(RegistryError, match="no rejected version"):
+        registry.restore("v3", tmp_path / "rejected")  # already back: nothing to restore
+
+
+def test_cli_restore_round_trips_a_reject_and_names_mistakes(tmp_path):
+    registry = _registry(tmp_path / "models", 2)
+    registry.promote("v1")
+    env = {"WMSTUDIO_REGISTRY_DIR": str(registry.root), "WMSTUDIO_STATE_DIR": str(tmp_path / "state")}
+    assert run_cli("models", "reject", "v2", env=env).returncode == 0
+    missing = run_cli("models", "restore", "v5", env=env)
+    assert missing.returncode == 2 and "no rejected version" in missing.stderr and "Traceback" not in missing.stderr
+    back = run_cli("models", "restore", "v2", "--reason", "new rule", env=env)
+    assert back.returncode == 0, back.stderr
+    assert registry.versions() == ["v1", "v2"] and registry.history()[-1]["reason"] == "new rule"
 
 
 def test_reserved_versions_are_distinct_when_claimed_at_once(tmp_path):

@@ -12,6 +12,7 @@ from tests.conftest import ROOT
 
 SCRIPTS = [
     "bootstrap",
+    "check_audit",
     "compare",
     "error_analysis",
     "input_size",

@@ -26,8 +26,10 @@ from training.metrics import (
 )
 from wmstudio.imaging import decode_image
 from wmstudio.runtime import Detection, Detector, Prediction
+from wmstudio.runtime.mark_check import DECISIVE_SCORE
 
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.01), 2)
+# Stops at DECISIVE_SCORE: a fired template check must clear whatever threshold is chosen.
+THRESHOLD_GRID = np.round(np.arange(0.05, DECISIVE_SCORE + 0.005, 0.01), 2)
 
 
 @dataclass(frozen=True)

@@ -327,6 +327,22 @@ def models_reject(
     console.print(f"{version} moved to {target}")
 
 
+@models_app.command("restore")
+def models_restore(
+    version: str,
+    reason: Annotated[str, typer.Option(help="Why it deserves a new hearing (kept in the history).")] = "restored",
+) -> None:
+    """Bring a rejected version back into the registry (not as champion); it keeps its number."""
+    from wmstudio.registry import Registry, RegistryError
+
+    settings = get_settings()
+    try:
+        target = Registry(settings.registry_dir).restore(version, settings.state_dir / "rejected", reason)
+    except RegistryError as exc:
+        _fail(str(exc))
+    console.print(f"{version} restored to {target}")
+
+
 @models_app.command("rollback")
 def models_rollback(reason: str = "manual rollback") -> None:
     """Return to the previous champion."""

@@ -9,6 +9,7 @@ says what was wrong, never a crash.
 from __future__ import annotations
 
 import io
+import math
 import sys
 import warnings
 from dataclasses import dataclass
@@ -94,8 +95,9 @@ def decode_image(
 
     The pixel limit is checked from the header, before any pixel is decoded, so a 20000×20000
     PNG of a few kilobytes costs nothing. With ``draft_size``, JPEGs are decoded directly at a
-    reduced scale (DCT scaling) no smaller than that on each side: the detector only looks at
-    320 px, and decoding a 1080 px JPEG at half scale is several times faster.
+    reduced scale (DCT scaling) whose long side is no smaller than that (``draft_request``): the
+    detector only looks at a few hundred pixels, and decoding a 1080 px JPEG at half scale is
+    several times faster.
     """
     if isinstance(source, (str, Path)):
         try:
@@ -138,7 +140,7 @@ def decode_image(
     try:
         image.seek(0)
         if draft_size and source_format == "JPEG" and source_mode in ("RGB", "L"):
-            image.draft("RGB", (draft_size, draft_size))
+            image.draft("RGB", draft_request(image.size, draft_size))
         image.load()
         upright = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
@@ -154,6 +156,18 @@ def decode_image(
         width=upright_size[0],
         height=upright_size[1],
     )
+
+
+def draft_request(size: tuple[int, int], draft_size: int) -> tuple[int, int]:
+    """The size to ask JPEG draft decoding for, so that the long side stays at least ``draft_size``.
+
+    Pillow keeps both requested sides, and the letterbox scales by the long side only: asking
+    ``(416, 416)`` would decode a 1080×810 photo at full size (half scale is 540×405), twice the
+    pixels for the same network input. The same aspect ratio at ``draft_size`` long is enough.
+    """
+    width, height = size
+    longest = max(width, height, 1)
+    return (max(1, math.ceil(draft_size * width / longest)), max(1, math.ceil(draft_size * height / longest)))
 
 
 def _orientation(image: Image.Image) -> int:

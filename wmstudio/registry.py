@@ -145,6 +145,26 @@ class Registry:
         self._record(self._read(), entry | {"moved_to": os.path.relpath(target, self.root)})
         return target
 
+    def restore(self, version: str, source: Path, reason: str = "") -> Path:
+        """Bring a rejected version back from ``source`` (where ``reject`` moved it).
+
+        A rejection is a judgement under the rules of its day; when a rule changes (the runtime,
+        the gate, the data), the same weights deserve a new hearing without retraining. The
+        version keeps its number, so reports that named it still mean this model.
+        """
+        origin = Path(source) / version
+        if not (origin / "model_card.json").exists():
+            raise RegistryError(f"no rejected version {version!r} at {origin}")
+        target = self.root / version
+        if target.exists():
+            raise RegistryError(f"{target} already exists: the registry already holds a {version}")
+        rejected = [h for h in self.history() if h.get("version") == version and h.get("action") == "reject"]
+        if not rejected:
+            raise RegistryError(f"{version} was never rejected from this registry: register it instead")
+        shutil.move(origin, target)
+        self._record(self._read(), {"version": version, "previous": None, "action": "restore", "reason": reason})
+        return target
+
     def rollback(self, reason: str = "rollback") -> str:
         """Make the previous champion the champion again."""
         promotions = [h for h in self.history() if h.get("previous")]

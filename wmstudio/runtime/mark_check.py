@@ -6,7 +6,7 @@ of the image height (13 of the 14 labelled photos: centre within 0.5 %, height 0
 exactly what a small detector trained from scratch misses, yet at that one spot the photo's
 gradients line up with the gradients of the mark's matte, estimated from train photos as in Dekel et
 al. (CVPR 2017). Nothing else in a photo does: on the real train + val photos, decoded as the API
-decodes them, marked photos correlate at 0.25–0.59 (one off-centre photo at 0.03 is the exception)
+decodes them, marked photos correlate at 0.23–0.59 (one off-centre photo at 0.05 is the exception)
 and unmarked ones, other agencies' logos included, at most 0.095 (``training.mark_checks`` logs
 these figures at every release).
 
@@ -17,6 +17,12 @@ of the check's score and the brand's best candidate there. Below the threshold n
 the detector alone still decides for marks anywhere else, at other sizes, and for brands
 without a placement. The matte, placement and threshold travel with the model version
 (``model_card.json`` → ``mark_checks``), so a version is judged and served as one unit.
+
+A fired check is a decision, not a hint: its threshold is the cut that separates marked from
+unmarked real photos, so its score starts at ``DECISIVE_SCORE``, at or above every operating
+threshold a release can choose (``training.evaluate.THRESHOLD_GRID`` stops there). Until 3
+December a check that barely fired scored 0.5, under every operating threshold, so a faint real
+mark it had found could still be dropped (REPORT §3, v32).
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from PIL import Image
 TEMPLATE_HEIGHT = 44  # px: the matte is compared at this height (photos are decoded near 320 px)
 SCALES = (0.95, 1.0, 1.05)  # relative to the placement's height
 SHIFT = 4  # px (at TEMPLATE_HEIGHT) searched each way around the placement
-SCORE_SPREAD = 4.0  # threshold / spread: correlation 2× the threshold scores ~0.98
+SCORE_SPREAD = 4.0  # threshold / spread: how fast the score climbs above the threshold
+DECISIVE_SCORE = 0.95  # a fired check scores at least this: no operating threshold lies above it
 
 
 @dataclass(frozen=True)
@@ -127,9 +134,11 @@ class MarkCheck:
         return best, best_box
 
     def score(self, correlation: float) -> float:
-        """A detection score for a correlation at or above the threshold: 0.5 there, → 1 above."""
+        """A detection score for a correlation at or above the threshold: ``DECISIVE_SCORE`` there,
+        → 1 above (all but 1 at twice the threshold), so stronger evidence still ranks higher."""
         spread = self.threshold / SCORE_SPREAD
-        return 1.0 / (1.0 + math.exp(-(correlation - self.threshold) / max(spread, 1e-6)))
+        excess = max(correlation - self.threshold, 0.0) / max(spread, 1e-6)
+        return DECISIVE_SCORE + (1.0 - DECISIVE_SCORE) * math.tanh(excess)
 
     def save_matte(self, path: Path) -> None:
         Image.fromarray((np.clip(self.matte, 0, 1) * 255).astype(np.uint8)).save(path)

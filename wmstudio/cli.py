@@ -311,20 +311,24 @@ def models_promote(version: str, reason: str = "manual promotion") -> None:
     console.print(f"{version} is now the champion")
 
 
+def _move_version(action: str, version: str, reason: str) -> Path:
+    """Reject or restore: both move a version between the registry and ``<state dir>/rejected``."""
+    from wmstudio.registry import Registry, RegistryError
+
+    settings = get_settings()
+    try:
+        return getattr(Registry(settings.registry_dir), action)(version, settings.state_dir / "rejected", reason)
+    except RegistryError as exc:
+        _fail(str(exc))
+
+
 @models_app.command("reject")
 def models_reject(
     version: str,
     reason: Annotated[str, typer.Option(help="Why it lost (kept in the registry history).")] = "rejected",
 ) -> None:
     """Move a losing challenger out of the registry (to the state dir); its number is never reused."""
-    from wmstudio.registry import Registry, RegistryError
-
-    settings = get_settings()
-    try:
-        target = Registry(settings.registry_dir).reject(version, settings.state_dir / "rejected", reason)
-    except RegistryError as exc:
-        _fail(str(exc))
-    console.print(f"{version} moved to {target}")
+    console.print(f"{version} moved to {_move_version('reject', version, reason)}")
 
 
 @models_app.command("restore")
@@ -333,14 +337,7 @@ def models_restore(
     reason: Annotated[str, typer.Option(help="Why it deserves a new hearing (kept in the history).")] = "restored",
 ) -> None:
     """Bring a rejected version back into the registry (not as champion); it keeps its number."""
-    from wmstudio.registry import Registry, RegistryError
-
-    settings = get_settings()
-    try:
-        target = Registry(settings.registry_dir).restore(version, settings.state_dir / "rejected", reason)
-    except RegistryError as exc:
-        _fail(str(exc))
-    console.print(f"{version} restored to {target}")
+    console.print(f"{version} restored to {_move_version('restore', version, reason)}")
 
 
 @models_app.command("rollback")

@@ -73,9 +73,9 @@ def test_a_rejected_version_can_be_restored_with_its_number_but_not_as_champion(
     registry = _registry(tmp_path / "models", 3)
     registry.promote("v2")
     registry.reject("v3", tmp_path / "rejected", "failed the gate")
+    (tmp_path / "elsewhere" / "v9").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "v9" / "model_card.json").write_text("{}")
     with pytest.raises(RegistryError, match="never rejected"):
-        (tmp_path / "elsewhere" / "v9").mkdir(parents=True)
-        (tmp_path / "elsewhere" / "v9" / "model_card.json").write_text("{}")
         registry.restore("v9", tmp_path / "elsewhere")
     with pytest.raises(RegistryError, match="no rejected version"):
         registry.restore("v7", tmp_path / "rejected")

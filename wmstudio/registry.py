@@ -158,8 +158,7 @@ class Registry:
         target = self.root / version
         if target.exists():
             raise RegistryError(f"{target} already exists: the registry already holds a {version}")
-        rejected = [h for h in self.history() if h.get("version") == version and h.get("action") == "reject"]
-        if not rejected:
+        if not any(h.get("version") == version and h.get("action") == "reject" for h in self.history()):
             raise RegistryError(f"{version} was never rejected from this registry: register it instead")
         shutil.move(origin, target)
         self._record(self._read(), {"version": version, "previous": None, "action": "restore", "reason": reason})

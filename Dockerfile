@@ -33,8 +33,10 @@ COPY api api
 COPY app app
 COPY training training
 COPY curation curation
+COPY pipelines pipelines
+COPY cli cli
 RUN pip install --no-deps . \
-    && python -P -c "import wmstudio.cli, api.main" \
+    && python -P -c "import cli.main, api.main" \
     && ! python -c "import torch" 2>/dev/null
 
 # --- build-apps: the core venv plus the app extra (Gradio, Streamlit) -----------------------
@@ -84,8 +86,10 @@ COPY api api
 COPY app app
 COPY training training
 COPY curation curation
+COPY pipelines pipelines
+COPY cli cli
 RUN pip install --no-deps . \
-    && python -P -c "import torch, ultralytics, wmstudio.cli"
+    && python -P -c "import torch, ultralytics, cli.main"
 RUN groupadd --system --gid 10001 wmstudio \
     && useradd --system --uid 10001 --gid wmstudio --create-home --home-dir /home/wmstudio wmstudio \
     && mkdir -p /var/lib/wmstudio /data /models \

@@ -42,7 +42,7 @@ system-deps:
 	fi
 
 run: install
-	$(BIN)/python -m wmstudio.launch
+	$(BIN)/python -m cli.launch
 
 test: install system-deps label-studio-venv
 	$(BIN)/python -m pytest

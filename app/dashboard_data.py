@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import delete, func, select
 
-from training.manifest import MANIFEST_NAME, Manifest
+from wmstudio.data.manifest import MANIFEST_NAME, Manifest
 from wmstudio.settings import Settings, get_settings
 from wmstudio.store.models import Dataset, DatasetVersion, Flag, Image, Label, Prediction, QueueItem
 from wmstudio.store.session import transaction
@@ -250,7 +250,7 @@ def add_to_pool(settings: Settings, data: bytes, filename: str, record: dict | N
     no manifest: the pool is not a labelled dataset. Returns (sha256, added); re-adding the same
     photo is a no-op, like ingest.
     """
-    from training.ingest import store_image
+    from wmstudio.data.ingest import store_image
     from wmstudio.store.sync import get_or_create_dataset
 
     name = pool_name(settings)

@@ -9,7 +9,7 @@ Where the photos come from, in order:
 3. synthetic Rumah123 / 99.co marks drawn on procedurally made room scenes: works with no data,
    no network and no GPU, in a few seconds.
 
-Whatever the source, the photos go through the normal :func:`training.ingest.ingest`, so the
+Whatever the source, the photos go through the normal :func:`wmstudio.data.ingest.ingest`, so the
 dashboard reads the same manifest a user's ``wmstudio ingest`` would have written.
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from training.manifest import MANIFEST_NAME, Manifest
+from wmstudio.data.manifest import MANIFEST_NAME, Manifest
 from wmstudio.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def ensure_demo_dataset(settings: Settings, progress: Progress | None = None) ->
     Returns None only when the demo is switched off (``WMSTUDIO_DEMO_SOURCE=off``) and there is
     no dataset: the dashboard then shows its empty state.
     """
-    from training.ingest import ingest
+    from wmstudio.data.ingest import ingest
 
     report = progress or (lambda fraction, text: None)
     datasets_dir = settings.datasets_dir

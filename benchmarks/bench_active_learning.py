@@ -192,7 +192,7 @@ def fresh_pool(settings, count: int, seed: int) -> list:
     which no model was fitted on.
     """
     from training.build import build_synthetic
-    from training.manifest import Manifest
+    from wmstudio.data.manifest import Manifest
 
     listings = settings.datasets_dir / "listings"
     real = Manifest.load(listings) if (listings / "manifest.json").exists() else None
@@ -238,7 +238,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from training.manifest import Manifest
+    from wmstudio.data.manifest import Manifest
     from wmstudio.offline import apply_offline_env
     from wmstudio.registry import Registry
     from wmstudio.runtime import Detector

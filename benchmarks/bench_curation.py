@@ -45,12 +45,12 @@ from PIL import Image, ImageDraw
 from curation.dataset import CurationDataset
 from curation.run import run_duplicates, run_labels
 from training.build import house_split, template_from_manifest
-from training.ingest import IMAGE_SUFFIXES, ingest
-from training.manifest import Box, Item, Manifest, sha256_bytes
-from training.splits import assign_splits
 from training.synth.compose import SyntheticGenerator
 from training.synth.procedural import write_scenes
 from wmstudio.brands import BRANDS
+from wmstudio.data.ingest import IMAGE_SUFFIXES, ingest
+from wmstudio.data.manifest import Box, Item, Manifest, sha256_bytes
+from wmstudio.data.splits import assign_splits
 from wmstudio.settings import get_settings
 
 SPLITS = (("train", 0.6), ("val", 0.15), ("test", 0.25))

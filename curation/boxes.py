@@ -36,19 +36,12 @@ from cleanlab.object_detection.rank import (
 
 from curation.findings import Finding
 from curation.predictions import ImagePrediction
-from training.manifest import Item
 from wmstudio.brands import BRANDS
+from wmstudio.data.manifest import Item
+from wmstudio.runtime.postprocess import iou
 
 SUBTYPES = ("overlooked", "badloc", "swap")
 SUBTYPE_WORDS = {"overlooked": "missing box", "badloc": "shifted box", "swap": "wrong brand"}
-
-
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def cleanlab_inputs(

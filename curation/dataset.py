@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.manifest import MANIFEST_NAME, Item, Manifest
+from wmstudio.data.manifest import MANIFEST_NAME, Item, Manifest
 from wmstudio.settings import Settings
 
 
@@ -39,7 +39,7 @@ def resolve_dataset(target: str, settings: Settings, name: str | None = None) ->
     elif (Path(target) / MANIFEST_NAME).exists():
         folder = Path(target)
     elif Path(target).exists():
-        from training.ingest import IngestError, ingest
+        from wmstudio.data.ingest import IngestError, ingest
 
         source = Path(target)
         dataset_name = name or (source.stem if source.is_file() else source.name) or "default"

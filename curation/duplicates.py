@@ -7,7 +7,7 @@ differ in "near":
 - ``imagehash`` (default): a 64-bit difference hash and a 64-bit DCT perceptual hash per image;
   two images are near duplicates when *both* hashes differ in at most ``near_duplicate_distance``
   bits (requiring both keeps different photos of the same room apart), and pairs are merged
-  into clusters by union-find (``training.splits.near_duplicate_groups``). Catches resized,
+  into clusters by union-find (``wmstudio.data.splits.near_duplicate_groups``). Catches resized,
   re-compressed and lightly edited copies; not strong crops or mirror images.
 - ``fastdup``: fastdup's own embeddings and connected components at cosine similarity
   ``fastdup_similarity`` (see :mod:`curation.fastdup_backend`). Better at crops; CC BY-NC-ND.
@@ -31,7 +31,7 @@ from PIL import Image
 
 from curation.dataset import CurationDataset
 from curation.findings import Finding
-from training.splits import near_duplicate_groups
+from wmstudio.data.splits import near_duplicate_groups
 
 HASH_BITS = 64
 

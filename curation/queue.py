@@ -52,7 +52,7 @@ class BuildReport:
 
 def add_pool_folder(session: Session, folder: Path, pool_dir: Path, dataset: str = "pool") -> int:
     """Copy the photos of ``folder`` into the pool dataset (content-addressed, no labels); idempotent."""
-    from training.ingest import store_image  # shared with ingest: same hashing, normalisation and checks
+    from wmstudio.data.ingest import store_image  # shared with ingest: same hashing, normalisation and checks
     from wmstudio.store.sync import get_or_create_dataset
 
     row = get_or_create_dataset(session, dataset, pool_dir.resolve())

@@ -43,7 +43,7 @@ def bundled_registry() -> Path:
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``wmstudio`` as a user would: a fresh interpreter, output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "wmstudio.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.bootstrap import bootstrap_ap50, photo_matches
+from experiments.bootstrap import bootstrap_ap50, photo_matches
 from training.evaluate import Example, evaluate_examples
-from training.manifest import Box, Item
+from wmstudio.data.manifest import Box, Item
 from wmstudio.runtime import Detection, Prediction
 
 MARK = (100.0, 200.0, 300.0, 240.0)

@@ -6,9 +6,9 @@ import math
 
 from PIL import Image
 
-from curation.loop import GateConfig, gate
+from experiments.compare import COLUMNS, split_metrics
 from training.build import build_synthetic, house_split
-from training.compare import COLUMNS, split_metrics
+from wmstudio.gate import GateConfig, gate
 from wmstudio.registry import Registry
 
 

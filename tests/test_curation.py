@@ -26,8 +26,8 @@ from curation.labels import detector_features, image_label_issues, labelled_bran
 from curation.predictions import ImagePrediction
 from curation.run import run_duplicates, run_labels
 from tests.conftest import ROOT, encode
-from training.manifest import Box, Item, Manifest, sha256_bytes
 from training.synth.procedural import room_scene
+from wmstudio.data.manifest import Box, Item, Manifest, sha256_bytes
 from wmstudio.settings import Settings, get_settings
 from wmstudio.store.models import Flag
 from wmstudio.store.session import dispose_engines, transaction
@@ -290,7 +290,7 @@ def test_fastdup_backend_in_its_own_venv(data_dir, tmp_path):
 
 
 def test_cli_json_shape_and_decide(planted, tmp_path, monkeypatch):
-    """One real ``python -m wmstudio.cli`` run for the --json contract, then typer's runner in-process."""
+    """One real ``python -m cli.main`` run for the --json contract, then typer's runner in-process."""
     from typer.testing import CliRunner
 
     from curation.cli import app
@@ -298,7 +298,7 @@ def test_cli_json_shape_and_decide(planted, tmp_path, monkeypatch):
     dataset, _ = planted
     env = {"WMSTUDIO_STATE_DIR": str(tmp_path / "cli-state"), "WMSTUDIO_REGISTRY_DIR": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, "-m", "wmstudio.cli", "curate", "duplicates", str(dataset.folder), "--json", "--no-gallery"],
+        [sys.executable, "-m", "cli.main", "curate", "duplicates", str(dataset.folder), "--json", "--no-gallery"],
         cwd=ROOT,
         env={**{k: v for k, v in os.environ.items() if k != "WMSTUDIO_DATABASE_URL"}, **env},
         capture_output=True,

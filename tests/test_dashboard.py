@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from app.dashboard_pages.outcomes import judge
 from tests.conftest import ROOT, encode, free_port, photo
 from tests.dashboard_seed import seed_state
-from training.manifest import Manifest
+from wmstudio.data.manifest import Manifest
 from wmstudio.registry import Registry
 from wmstudio.settings import get_settings
 

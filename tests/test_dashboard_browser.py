@@ -20,7 +20,7 @@ import pytest
 from tests.browser import ARTIFACTS, chromium_page, screenshot_is_not_blank
 from tests.conftest import ROOT, encode, free_port, photo, wait_for
 from tests.dashboard_seed import seed_state
-from training.manifest import Manifest
+from wmstudio.data.manifest import Manifest
 
 VIEWPORT = (1400, 2000)  # tall: Streamlit scrolls inside its own container, so full_page cannot
 

@@ -62,7 +62,7 @@ def run(*args: str, stdin: str | None = None, env: dict | None = None) -> subpro
 
 @cache
 def _cli():
-    from wmstudio.cli import app
+    from cli.main import app
 
     return typer.main.get_command(app)
 

@@ -17,7 +17,7 @@ from training.error_analysis import (
     size_bucket,
 )
 from training.evaluate import Example
-from training.manifest import Box, Item
+from wmstudio.data.manifest import Box, Item
 from wmstudio.runtime import Detection, Prediction
 
 MARK = [100.0, 100.0, 300.0, 140.0]  # 40 px high on a 640 px photo: 6%, "medium"

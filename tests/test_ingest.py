@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import bomb_png, cmyk_jpeg, encode, exif_rotated_jpeg, palette_png, photo, png16, truncated_jpeg
-from training.ingest import IngestError, detect_format, ingest
+from wmstudio.data.ingest import IngestError, detect_format, ingest
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from experiments.input_size import copy_at_size
 from tests.conftest import photo
-from training.input_size import copy_at_size
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
 

@@ -375,7 +375,7 @@ def test_queue_cli_reports_label_studio_down(store: dict) -> None:
 
     env = {**os.environ, **store, "WMSTUDIO_LABEL_STUDIO_URL": f"http://127.0.0.1:{free_port()}"}
     result = subprocess.run(
-        [sys.executable, "-m", "wmstudio.cli", "queue", "pull"], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "cli.main", "queue", "pull"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert result.returncode == 3
     assert "cannot reach Label Studio" in result.stderr

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from curation.labelstudio import LabelStudioUnavailable
-from curation.loop import GateConfig, LoopSteps, TrainOutcome, gate, read_history, run_once
+from pipelines.loop import LoopSteps, TrainOutcome, run_once
+from wmstudio.gate import GateConfig, gate
+from wmstudio.loop_history import read_history
 from wmstudio.registry import Registry
 
 CHAMPION = {"real_test_f1": 0.80, "synthetic_test_ap50": 0.90, "real_other_fp_rate": 0.05}

@@ -134,7 +134,7 @@ def test_check_built_from_the_real_train_photos_separates_train_and_val(data_dir
 
 
 def test_fire_table_counts_where_the_check_fires_per_group(check):
-    from training.check_audit import fire_table
+    from experiments.check_audit import fire_table
 
     marked = [("real rumah123", stamp(busy_photo(640, 480, seed), check.matte, opacity=0.35)[0]) for seed in (6, 7)]
     clean = [("synthetic clean", busy_photo(640, 480, seed)) for seed in (8, 9, 10)]

@@ -1,4 +1,4 @@
-"""The ``python -m training.*`` scripts answer a user's mistake with one line, not a traceback."""
+"""The ``python -m training.*`` and ``experiments.*`` scripts answer a user's mistake with one line, not a traceback."""
 
 from __future__ import annotations
 
@@ -11,21 +11,21 @@ import pytest
 from tests.conftest import ROOT
 
 SCRIPTS = [
-    "bootstrap",
-    "check_audit",
-    "compare",
-    "error_analysis",
-    "input_size",
-    "multiscale",
-    "operating_points",
-    "report_table",
-    "release",
+    "experiments.bootstrap",
+    "experiments.check_audit",
+    "experiments.compare",
+    "training.error_analysis",
+    "experiments.input_size",
+    "experiments.multiscale",
+    "experiments.operating_points",
+    "experiments.report_table",
+    "training.release",
 ]
 
 
 def _run(script: str, state_dir, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", f"training.{script}", *args],
+        [sys.executable, "-m", script, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -43,7 +43,7 @@ def test_scripts_name_an_unknown_version_without_a_traceback(script, tmp_path):
 
 
 # report_table reads only the model card, so it needs no datasets.
-@pytest.mark.parametrize("script", [script for script in SCRIPTS if script != "report_table"])
+@pytest.mark.parametrize("script", [script for script in SCRIPTS if script != "experiments.report_table"])
 def test_scripts_say_how_to_get_missing_datasets(script, tmp_path, bundled_registry):
     done = _run(script, tmp_path, "v1")
     assert done.returncode == 1
@@ -52,7 +52,7 @@ def test_scripts_say_how_to_get_missing_datasets(script, tmp_path, bundled_regis
 
 
 def test_multiscale_refuses_a_size_the_network_cannot_take(tmp_path, bundled_registry):
-    done = _run("multiscale", tmp_path, "v1", "--sizes", "400")
+    done = _run("experiments.multiscale", tmp_path, "v1", "--sizes", "400")
     assert done.returncode == 2
     assert "multiples of 32" in done.stderr
     assert "Traceback" not in done.stderr
@@ -64,7 +64,7 @@ def test_soup_names_an_unknown_source_then_missing_datasets(tmp_path, bundled_re
         (["v22", str(tmp_path / "missing.pt")], "no weights file"),
         (["v21", "v22"], "wmstudio train"),
     ):
-        done = _run("soup", tmp_path, *sources)
+        done = _run("experiments.soup", tmp_path, *sources)
         assert done.returncode == 1, done.stderr
         assert message in done.stderr
         assert "Traceback" not in done.stderr

@@ -1,4 +1,4 @@
-"""Weight averaging of fine-tunes (training.soup): the arithmetic, the checks, the CLI's errors."""
+"""Weight averaging of fine-tunes (experiments.soup): the arithmetic, the checks, the CLI's errors."""
 
 from __future__ import annotations
 

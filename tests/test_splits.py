@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 from tests.conftest import encode
-from training.ingest import ingest
-from training.manifest import Manifest
-from training.splits import assign_splits
 from training.synth.procedural import room_scene
+from wmstudio.data.ingest import ingest
+from wmstudio.data.manifest import Manifest
+from wmstudio.data.splits import assign_splits
 
 
 def test_near_duplicates_share_a_split_and_brands_are_stratified(tmp_path):

@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from tests.conftest import ROOT, encode, free_port
-from training.manifest import Box, Item, Manifest
+from wmstudio.data.manifest import Box, Item, Manifest
 from wmstudio.settings import get_settings
 from wmstudio.store.migrate import alembic_config, current_revision, head_revision, upgrade_to_head
 from wmstudio.store.models import Base, Dataset, DatasetVersion, Flag, Image, Label
@@ -249,7 +249,7 @@ def _photo_folder(root: Path) -> Path:
 
 
 def test_ingest_mirrors_managed_datasets_into_the_store(state_dir, tmp_path):
-    from training.ingest import ingest
+    from wmstudio.data.ingest import ingest
 
     source = _photo_folder(tmp_path / "src")
     ingest(source, state_dir / "datasets" / "mine", name="mine")
@@ -262,7 +262,7 @@ def test_ingest_mirrors_managed_datasets_into_the_store(state_dir, tmp_path):
 
 
 def test_store_failure_never_loses_the_ingest(state_dir, tmp_path, monkeypatch, caplog):
-    from training.ingest import ingest
+    from wmstudio.data.ingest import ingest
 
     monkeypatch.setenv("WMSTUDIO_DATABASE_URL", f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
     get_settings.cache_clear()
@@ -280,7 +280,7 @@ def test_store_cli_upgrade_status_and_sync(tmp_path):
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "wmstudio.cli", "store", *args], cwd=ROOT, env=env, capture_output=True, text=True
+            [sys.executable, "-m", "cli.main", "store", *args], cwd=ROOT, env=env, capture_output=True, text=True
         )
 
     before = json.loads(cli("status", "--json").stdout)

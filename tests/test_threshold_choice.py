@@ -7,7 +7,7 @@ import math
 import pytest
 
 from training.evaluate import Example, choose_threshold, other_mark_fp_rate_at
-from training.manifest import Box, Item
+from wmstudio.data.manifest import Box, Item
 from wmstudio.runtime import Detection, Prediction
 
 BRANDS = ["rumah123", "99co"]

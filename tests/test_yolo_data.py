@@ -7,10 +7,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from training.manifest import Box, Item, Manifest
 from training.pipeline import REAL_POSITIVE_REPEATS, yolo_dir
 from training.yolo_data import Source, write_yolo_dataset
 from wmstudio import cli
+from wmstudio.data.manifest import Box, Item, Manifest
 
 
 def _manifest(root: Path, names: list[str]) -> Manifest:

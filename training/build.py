@@ -16,11 +16,11 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from training.ingest import IMAGE_SUFFIXES
-from training.manifest import Box, Item, Manifest, sha256_bytes
 from training.synth.compose import SynthConfig, SyntheticGenerator
 from training.synth.fonts import font_fingerprint
 from training.synth.template import WatermarkTemplate, estimate_template
+from wmstudio.data.ingest import IMAGE_SUFFIXES
+from wmstudio.data.manifest import Box, Item, Manifest, sha256_bytes
 
 log = logging.getLogger(__name__)
 

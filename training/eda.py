@@ -16,8 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from training.manifest import Manifest
-from training.splits import near_duplicate_groups, perceptual_hash
+from wmstudio.data.manifest import Manifest
+from wmstudio.data.splits import near_duplicate_groups, perceptual_hash
 
 HEATMAP_BINS = 20
 
@@ -73,7 +73,7 @@ def summarise(manifest: Manifest, dataset_dir: Path) -> dict:
     }
 
 
-def _box_heatmap(manifest: Manifest) -> np.ndarray:
+def box_heatmap(manifest: Manifest) -> np.ndarray:
     grid = np.zeros((HEATMAP_BINS, HEATMAP_BINS))
     for item in manifest.items.values():
         for box in item.boxes:
@@ -119,7 +119,7 @@ def plot_eda(manifest: Manifest, summary: dict, out_dir: Path) -> dict[str, str]
     plots["aspect_ratios"] = "aspect_ratios.png"
 
     fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=100)
-    image = ax.imshow(_box_heatmap(manifest), cmap="magma", extent=(0, 1, 1, 0))
+    image = ax.imshow(box_heatmap(manifest), cmap="magma", extent=(0, 1, 1, 0))
     ax.set(title="Where the marks are", xlabel="x / width", ylabel="y / height")
     fig.colorbar(image, ax=ax, label="boxes covering cell")
     fig.tight_layout()

@@ -35,15 +35,15 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-from curation.boxes import iou
 from training.evaluate import Example, brand_boxes, carries_other_mark, predict_items
-from training.manifest import Item
 from training.metrics import ap_from_matches, by_score, match_detections
 from training.release import default_sets
 from training.script_errors import exit_on_user_error
+from wmstudio.data.manifest import Item
 from wmstudio.imaging import decode_image
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
+from wmstudio.runtime.postprocess import iou
 from wmstudio.runtime.render import draw_boxes
 from wmstudio.settings import get_settings
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from training.manifest import Item
 from training.metrics import (
     COCO_IOU_THRESHOLDS,
     ScoredBox,
@@ -24,6 +23,7 @@ from training.metrics import (
     pr_curve,
     precision_recall_f1,
 )
+from wmstudio.data.manifest import Item
 from wmstudio.imaging import decode_image
 from wmstudio.runtime import Detection, Detector, Prediction
 from wmstudio.runtime.mark_check import DECISIVE_SCORE

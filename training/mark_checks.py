@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from training.build import template_from_manifest
-from training.manifest import Manifest
+from wmstudio.data.manifest import Manifest
 from wmstudio.imaging import ImageError, decode_image
 from wmstudio.runtime.mark_check import MarkCheck, Placement, calibrate_threshold
 

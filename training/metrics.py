@@ -30,7 +30,7 @@ def match_detections(
 
     Matching never crosses images and runs in descending score order within one, so an image's
     hits do not depend on which other images are evaluated with it; that is what lets a bootstrap
-    resample images without matching again (:mod:`training.bootstrap`).
+    resample images without matching again (:mod:`experiments.bootstrap`).
     """
     used = {image: np.zeros(len(t), dtype=bool) for image, t in truths.items()}
     ordered = by_score(detections)

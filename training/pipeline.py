@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training.build import DEFAULT_SYNTH_COUNTS, build_synthetic
-from training.ingest import ingest
-from training.manifest import Manifest
-from training.splits import assign_splits
 from training.synth.compose import SynthConfig
 from training.yolo_data import Source, write_yolo_dataset
+from wmstudio.data.ingest import ingest
+from wmstudio.data.manifest import Manifest
+from wmstudio.data.splits import assign_splits
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from training.evaluate import choose_threshold, evaluate_examples, predict_items, save_evaluation
 from training.export import register_model, update_card
-from training.manifest import Manifest
 from training.mark_checks import attach_mark_checks
 from training.pipeline import PreparedData, default_dirs
 from training.script_errors import exit_on_user_error
 from wmstudio.brands import BRANDS
+from wmstudio.data.manifest import Manifest
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
 from wmstudio.settings import get_settings

@@ -1,4 +1,4 @@
-"""One way for the ``python -m training.*`` scripts to turn a user's mistake into a message.
+"""One way for the ``python -m training.*``/``experiments.*`` scripts to turn a user's mistake into a message.
 
 An unknown model version or missing datasets is a typo or a skipped step, not a bug: the
 person running the script needs one line saying what to do, not a traceback.

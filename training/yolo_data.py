@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from training.manifest import Item, Manifest
 from wmstudio.brands import BRANDS
+from wmstudio.data.manifest import Item, Manifest
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ re-run by hand with the command shown in its log. Where they run depends on
   (``wmstudio-models``, ``wmstudio-state``, ``wmstudio-data``) mounted as in the Jobs there.
 
 The challenger is the newest registered version; ``promote`` applies the loop's
-champion/challenger gate (``curation.loop.gate``, thresholds ``WMSTUDIO_GATE_*``) and promotes
+champion/challenger gate (``wmstudio.gate.gate``, thresholds ``WMSTUDIO_GATE_*``) and promotes
 only when it passes, so a scheduled run can never ship a worse model. The API hot-reloads a
 promotion. ``max_active_runs=1``: two runs must never train into one registry at once.
 """
@@ -41,7 +41,7 @@ CHALLENGER = '$(ls -1 "$WMSTUDIO_REGISTRY_DIR" | grep -E "^v[0-9]+$" | sort -V |
 # Until the CLI grows ``wmstudio models gate VERSION --promote``, the gate runs through the
 # package's own function: the same code ``wmstudio loop`` uses, not a second implementation.
 PROMOTE_IF_BETTER = """python - <<'PY'
-from curation.loop import GateConfig, gate
+from wmstudio.gate import GateConfig, gate
 from wmstudio.registry import Registry
 from wmstudio.settings import get_settings
 

@@ -16,8 +16,8 @@ from typing import TypeVar
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from training.manifest import Manifest
 from wmstudio.client import APIClientError, APIUnavailable, WatermarkClient
+from wmstudio.data.manifest import Manifest
 from wmstudio.registry import Registry
 from wmstudio.settings import Settings
 

@@ -112,9 +112,9 @@ def _pr_curves(registry: Registry, versions: list[str]) -> None:
 
 
 def _loop_history(context: Context) -> list[dict]:
-    """Runs of the champion/challenger loop (``curation.loop``), flattened for a table."""
+    """Runs of the champion/challenger loop (``pipelines.loop``), flattened for a table."""
     try:
-        from curation.loop import read_history
+        from wmstudio.loop_history import read_history
     except ImportError:
         return []
     settings = context.settings

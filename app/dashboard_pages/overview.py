@@ -11,8 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from app.dashboard_pages.common import BRAND_COLOURS, Context, guarded, no_dataset_message
-from training.eda import HEATMAP_BINS, _box_heatmap, summarise
-from training.manifest import Manifest
+from training.eda import HEATMAP_BINS, box_heatmap, summarise
+from wmstudio.data.manifest import Manifest
 
 TITLE = "Overview / EDA"
 BRAND_SCALE = alt.Scale(domain=list(BRAND_COLOURS), range=list(BRAND_COLOURS.values()))
@@ -75,7 +75,7 @@ def _count_chart(counts: dict[str, int], field: str, title: str) -> alt.Chart:
 
 
 def _heatmap_chart(manifest: Manifest) -> alt.Chart:
-    grid = _box_heatmap(manifest)
+    grid = box_heatmap(manifest)
     frame = pd.DataFrame(
         [
             {"x": (c + 0.5) / HEATMAP_BINS, "y": (r + 0.5) / HEATMAP_BINS, "boxes": float(grid[r, c])}

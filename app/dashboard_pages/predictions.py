@@ -23,8 +23,8 @@ from app.dashboard_pages.common import (
     no_dataset_message,
 )
 from app.dashboard_pages.outcomes import OUTCOMES, Judged, judge
-from training.manifest import Item
 from wmstudio.client import WatermarkClient
+from wmstudio.data.manifest import Item
 
 TITLE = "Predictions"
 SCORE_FLOOR = 0.05  # candidates kept from the API; the slider cannot go below it

@@ -6,7 +6,7 @@ queue, so every consumer sees identical pre- and post-processing.
 A version may run its network at more than one input size (``extra_input_sizes`` in its card,
 with an ONNX file whose height and width are dynamic). The candidates of every size are pooled
 and suppressed together: a small mark gets more pixels at the larger size, while a large or
-tiled one stays at the scale the network was trained on. See ``training/multiscale.py`` for
+tiled one stays at the scale the network was trained on. See ``experiments/multiscale.py`` for
 how the sizes are chosen on validation.
 """
 

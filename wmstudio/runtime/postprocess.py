@@ -6,6 +6,8 @@ different brands are the model hesitating, and only the more confident one is re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 MAX_DETECTIONS = 100  # per photo, after NMS
@@ -23,6 +25,11 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two x0,y0,x1,y1 boxes: :func:`iou_matrix` for one pair, so there is one IoU to trust."""
+    return float(iou_matrix(np.asarray([a[:4]], dtype=float), np.asarray([b[:4]], dtype=float))[0, 0])
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:

@@ -88,7 +88,7 @@ def sync(
     url: UrlOption = None,
 ) -> None:
     """Mirror a dataset's manifest into the store (idempotent; one transaction)."""
-    from training.manifest import MANIFEST_NAME, Manifest
+    from wmstudio.data.manifest import MANIFEST_NAME, Manifest
     from wmstudio.settings import get_settings
     from wmstudio.store.session import transaction
     from wmstudio.store.sync import import_manifest

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from training.manifest import Item, Manifest
+from wmstudio.data.manifest import Item, Manifest
 from wmstudio.store.models import Dataset, DatasetVersion, Image, Label
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ both sizes' candidates keeps one box per mark. It costs no training, only infere
 ONNX file gets dynamic height and width; the runtime pools the sizes, see
 :class:`wmstudio.runtime.Detector`).
 
-    python -m training.multiscale v12 [--sizes 384 416 448 480]   # compare on validation only
-    python -m training.multiscale v12 --register 448              # v12's network at 320 + 448 px
+    python -m experiments.multiscale v12 [--sizes 384 416 448 480]   # compare on validation only
+    python -m experiments.multiscale v12 --register 448              # v12's network at 320 + 448 px
 
 The comparison reads validation only (synthetic AP50 per brand, F1 at the best threshold);
 ``--register`` then releases the new version the usual way: mark checks, threshold on
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from experiments.input_size import validation_figures
 from training.export import export_onnx, register_model
-from training.input_size import validation_figures
 from training.release import add_mark_checks, calibrate_and_evaluate, default_data, default_sets
 from training.script_errors import exit_on_user_error
 from wmstudio.registry import Registry
@@ -53,7 +53,7 @@ class SizeTrial:
 
 
 def score_on_validation(detector: Detector, val_sets: dict) -> SizeTrial:
-    """The release's threshold rule, then the figures at it (see :mod:`training.input_size`)."""
+    """The release's threshold rule, then the figures at it (see :mod:`experiments.input_size`)."""
     figures = validation_figures(detector, val_sets)
     synthetic = figures["results"]["synthetic"]
     ap50 = {brand: round(values["ap50"], 4) for brand, values in synthetic["per_brand"].items()}

@@ -5,7 +5,7 @@ specificity is what matters: this counts the photos each check fires on, grouped
 hold (the brand, another agency's mark, nothing), with the highest and lowest correlation, so
 the margin under the threshold on photos the check was never calibrated on can be read off.
 
-    python -m training.check_audit [VERSION] [--split val|test]
+    python -m experiments.check_audit [VERSION] [--split val|test]
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from training.evaluate import carries_other_mark
-from training.manifest import Item
 from training.release import default_sets
 from training.script_errors import exit_on_user_error
+from wmstudio.data.manifest import Item
 from wmstudio.imaging import decode_image
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector

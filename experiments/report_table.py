@@ -1,6 +1,6 @@
 """Print the REPORT.md metrics table of a registered model version from its evaluation files.
 
-Usage: python -m training.report_table [vN]   (default: the champion)
+Usage: python -m experiments.report_table [vN]   (default: the champion)
 """
 
 from __future__ import annotations

@@ -48,8 +48,8 @@ def ingest(
     _setup()
     from dataclasses import asdict
 
-    from training.ingest import IngestError
-    from training.ingest import ingest as run_ingest
+    from wmstudio.data.ingest import IngestError
+    from wmstudio.data.ingest import ingest as run_ingest
 
     settings = get_settings()
     try:
@@ -78,7 +78,7 @@ def eda(
     """Class balance, sizes, box statistics and duplicates: JSON plus PNG plots."""
     _setup()
     from training.eda import run_eda
-    from training.manifest import Manifest
+    from wmstudio.data.manifest import Manifest
 
     settings = get_settings()
     folder = settings.datasets_dir / name
@@ -101,7 +101,7 @@ def synth(
     """Composite Rumah123/99.co marks and hard negatives onto clean photos, with exact boxes."""
     _setup()
     from training.build import build_synthetic
-    from training.manifest import Manifest
+    from wmstudio.data.manifest import Manifest
 
     settings = get_settings()
     houses = backgrounds or settings.data_dir / "houses"
@@ -362,7 +362,7 @@ PLUGIN_GROUPS = {
 PLUGIN_COMMANDS = {
     "scan": ("wmstudio.scan", "scan_command"),  # wmstudio scan MANIFEST --shard i/n
     "scan-merge": ("wmstudio.scan", "merge_command"),
-    "loop": ("curation.loop", "loop_command"),
+    "loop": ("pipelines.loop", "loop_command"),
 }
 
 

@@ -4,7 +4,7 @@ Listing systems choose how many false alarms they accept: this prints what each 
 costs and buys, so they can pass one to the API or ``wmstudio predict``. It reads validation
 data unless told otherwise; choosing a threshold from test figures would leak the test set.
 
-    python -m training.operating_points [VERSION] [--split val] [--scores 0.2,0.3,0.4]
+    python -m experiments.operating_points [VERSION] [--split val] [--scores 0.2,0.3,0.4]
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def label_studio_available() -> bool:
 def commands() -> dict[str, list[str]]:
     settings = get_settings()
     python = sys.executable
-    api = [python, "-m", "wmstudio.cli", "serve", "--host", settings.api_host, "--port", str(settings.api_port)]
+    api = [python, "-m", "cli.main", "serve", "--host", settings.api_host, "--port", str(settings.api_port)]
     dashboard = [
         python,
         "-m",

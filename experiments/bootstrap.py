@@ -2,13 +2,13 @@
 
 A synthetic test set holds ~100 photos per brand, so one AP50 moves by several hundredths when a
 handful of photos change, and two fine-tunes can swap places between validation and test. The
-gate (``curation.loop.gate``) allows 0.01; this shows how that compares with the sampling noise.
+gate (``wmstudio.gate.gate``) allows 0.01; this shows how that compares with the sampling noise.
 Photos are resampled with replacement (percentile intervals, 95 % by default). For two versions
 the *same* resampled photos score both, so the interval of their difference is much narrower
 than two separate intervals suggest: a paired interval that excludes 0 is a real difference on
 this kind of data, one that includes 0 is not shown to be.
 
-    python -m training.bootstrap v9 v12 [--split test] [--set synthetic] [--resamples 2000] [--by-layout]
+    python -m experiments.bootstrap v9 v12 [--split test] [--set synthetic] [--resamples 2000] [--by-layout]
 
 Read test intervals only to describe versions already chosen on validation.
 """

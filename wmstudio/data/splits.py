@@ -15,7 +15,7 @@ from pathlib import Path
 import imagehash
 from PIL import Image
 
-from training.manifest import Manifest
+from wmstudio.data.manifest import Manifest
 
 DEFAULT_FRACTIONS = {"train": 0.45, "val": 0.2, "test": 0.35}
 

@@ -8,9 +8,9 @@ the version it started from keeps what both agree on and damps what only one lea
 the kind of gain that should carry from validation to test. It costs an export and an
 evaluation, no CPU hours.
 
-    python -m training.soup v22 PATH/TO/best.pt            # compare on validation only
-    python -m training.soup v22 PATH/TO/best.pt --weights 0.7 0.3
-    python -m training.soup v22 PATH/TO/best.pt --register # release the soup as a new version
+    python -m experiments.soup v22 PATH/TO/best.pt            # compare on validation only
+    python -m experiments.soup v22 PATH/TO/best.pt --weights 0.7 0.3
+    python -m experiments.soup v22 PATH/TO/best.pt --register # release the soup as a new version
 
 Sources are registered versions or Ultralytics ``.pt`` files of the same architecture. The
 comparison prints, for each source and for the soup, the release's threshold rule on
@@ -28,8 +28,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from experiments.multiscale import SizeTrial, score_on_validation
 from training.export import export_onnx, register_model
-from training.multiscale import SizeTrial, score_on_validation
 from training.release import add_mark_checks, calibrate_and_evaluate, default_data, default_sets
 from training.script_errors import exit_on_user_error
 from wmstudio.offline import apply_offline_env

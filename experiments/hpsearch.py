@@ -1,6 +1,6 @@
 """Hyperparameter search: short, equal-budget trials compared on *validation* data only.
 
-Usage: python -m training.hpsearch [--minutes 10] [--trials base,imgsz416,...] [--from-scratch]
+Usage: python -m experiments.hpsearch [--minutes 10] [--trials base,imgsz416,...] [--from-scratch]
        [--out docs/hpsearch]
 
 Each trial trains for the same wall-clock budget, is exported to ONNX, and is scored on the

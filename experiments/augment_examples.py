@@ -1,6 +1,6 @@
 """Before/after pictures of the augmentation pipeline, for the README.
 
-Usage: python -m training.augment_examples [--strength default] [--out docs/augmentation.png]
+Usage: python -m experiments.augment_examples [--strength default] [--out docs/augmentation.png]
 Applies the albumentations list and Ultralytics-style geometry (random affine via
 albumentations' Affine with the same ranges) to a few synthetic photos and draws the boxes,
 so a reader sees that boxes follow the image and that marks stay readable.

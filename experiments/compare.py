@@ -3,11 +3,11 @@
 Two fine-tunes that both beat the champion still have to be ranked, and ranking them on test
 figures would turn the test set into a selection set. This evaluates each version on the
 *validation* split (real + synthetic), prints the gate's agreed metrics (real F1, worst-brand
-synthetic AP50, other-agency false alarms) and runs ``curation.loop.gate`` for every ordered
+synthetic AP50, other-agency false alarms) and runs ``wmstudio.gate.gate`` for every ordered
 pair, so a promotion can cite a validation decision made by the same rule ``wmstudio loop``
 applies.
 
-    python -m training.compare v3 v4 v5 [--split val]
+    python -m experiments.compare v3 v4 v5 [--split val]
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import itertools
 import tempfile
 from pathlib import Path
 
-from curation.loop import GateConfig, gate
 from training.release import evaluate_version, headline_metrics
 from training.script_errors import exit_on_user_error
+from wmstudio.gate import GateConfig, gate
 from wmstudio.registry import Registry
 from wmstudio.settings import get_settings
 

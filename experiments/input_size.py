@@ -6,7 +6,7 @@ each size this re-exports the version's weights to a scratch copy (the registry 
 touched), re-picks the operating threshold on validation as a release would, and prints the
 validation F1 and per-brand AP50. Test data is never read: a size chosen on test would leak it.
 
-    python -m training.input_size [VERSION] [--sizes 320,416,480] [--work DIR]
+    python -m experiments.input_size [VERSION] [--sizes 320,416,480] [--work DIR]
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from training.manifest import Box, Item, Manifest, sha256_bytes
 from wmstudio.brands import BRANDS, normalise_brand
+from wmstudio.data.manifest import Box, Item, Manifest, sha256_bytes
 from wmstudio.imaging import ImageError, decode_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}

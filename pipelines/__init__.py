@@ -1,0 +1,1 @@
+"""Workflows that need both training and curation (the retraining loop); nothing below imports them."""

@@ -1,0 +1,1 @@
+"""The data contract: manifests (what a dataset holds), ingest (how photos get in) and splits."""

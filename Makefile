@@ -33,19 +33,28 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian's Chromium for the browser tests (never `playwright install`); skipped when present
-# or when not root (the browser tests then skip with a message).
+# The real components `make test` requires (WMSTUDIO_REQUIRE_COMPONENTS=1): Debian's Chromium for
+# the browser tests (never `playwright install`) and PostgreSQL for the store tests, installed with
+# apt when missing (as root or with passwordless sudo). Label Studio comes from label-studio-venv.
 system-deps:
-	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing Debian chromium for the browser tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	fi
+	@missing=""; \
+	{ command -v chromium || test -x /usr/bin/chromium; } >/dev/null 2>&1 || missing="$$missing chromium"; \
+	{ ls /usr/lib/postgresql/*/bin/initdb || command -v initdb; } >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else echo "system-deps: cannot install$$missing (not root, no sudo)"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then echo "system-deps: no apt-get; install$$missing by hand"; exit 0; fi; \
+	echo "installing Debian packages for the real-component tests:$$missing"; \
+	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null
 
 run: install
 	$(BIN)/python -m cli.launch
 
+# A missing real component (Label Studio, PostgreSQL, Chromium) fails here instead of skipping:
+# these targets provide them. `make test WMSTUDIO_REQUIRE_COMPONENTS=0` lets them skip.
+WMSTUDIO_REQUIRE_COMPONENTS ?= 1
 test: install system-deps label-studio-venv
-	$(BIN)/python -m pytest
+	WMSTUDIO_REQUIRE_COMPONENTS=$(WMSTUDIO_REQUIRE_COMPONENTS) $(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
@@ -57,7 +66,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_runtime.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache
 
 # fastdup is CC BY-NC-ND (non-commercial) and pins numpy<2, so it never enters .venv: it gets its
 # own venv, used only by the optional duplicates backend (WMSTUDIO_DUPLICATES_BACKEND=fastdup).

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
+from tests.components import missing_component
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -26,7 +26,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 @contextmanager
 def chromium_page(width: int = 1280, height: int = 900) -> Iterator:
     if not CHROMIUM.exists() and not shutil.which("chromium"):
-        pytest.skip("Debian chromium is not installed (make system-deps installs it)")
+        missing_component("Chromium", "Debian chromium is not installed (make system-deps installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -26,6 +26,8 @@ from tests.conftest import (
 )
 from wmstudio.registry import Registry
 
+pytestmark = [pytest.mark.integration, pytest.mark.model]
+
 GOOD_INPUTS = {
     "cmyk.jpg": (cmyk_jpeg, (640, 480)),
     "sixteen.png": (png16, (320, 240)),

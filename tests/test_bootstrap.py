@@ -10,6 +10,8 @@ from training.evaluate import Example, evaluate_examples
 from wmstudio.data.manifest import Box, Item
 from wmstudio.runtime import Detection, Prediction
 
+pytestmark = pytest.mark.unit
+
 MARK = (100.0, 200.0, 300.0, 240.0)
 ELSEWHERE = (0.0, 500.0, 100.0, 540.0)
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import encode, exif_rotated_jpeg, photo, run_cli
+
+pytestmark = pytest.mark.model
 
 
 def test_predict_json_schema(tmp_path, bundled_registry):

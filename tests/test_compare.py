@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from PIL import Image
 
 from experiments.compare import COLUMNS, split_metrics
 from training.build import build_synthetic, house_split
 from wmstudio.gate import GateConfig, gate
 from wmstudio.registry import Registry
+
+pytestmark = pytest.mark.model
 
 
 def test_split_metrics_reads_only_the_named_split(tmp_path, bundled_registry):

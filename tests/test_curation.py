@@ -32,6 +32,8 @@ from wmstudio.settings import Settings, get_settings
 from wmstudio.store.models import Flag
 from wmstudio.store.session import dispose_engines, transaction
 
+pytestmark = pytest.mark.model
+
 JSON_KEYS = {"file", "kind", "score", "group", "reason"}
 
 

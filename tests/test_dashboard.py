@@ -23,6 +23,8 @@ from wmstudio.data.manifest import Manifest
 from wmstudio.registry import Registry
 from wmstudio.settings import get_settings
 
+pytestmark = [pytest.mark.integration, pytest.mark.model]
+
 DASHBOARD = ROOT / "app" / "dashboard.py"
 PAGES = ("overview", "predictions", "queue", "curation", "models", "upload")
 

@@ -22,6 +22,8 @@ from tests.conftest import ROOT, encode, free_port, photo, wait_for
 from tests.dashboard_seed import seed_state
 from wmstudio.data.manifest import Manifest
 
+pytestmark = [pytest.mark.integration, pytest.mark.model]
+
 VIEWPORT = (1400, 2000)  # tall: Streamlit scrolls inside its own container, so full_page cannot
 
 

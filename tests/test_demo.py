@@ -12,6 +12,8 @@ import pytest
 from tests.browser import ARTIFACTS, chromium_page, screenshot_is_not_blank
 from tests.conftest import ROOT, encode, free_port, photo, wait_for
 
+pytestmark = [pytest.mark.integration, pytest.mark.model]
+
 
 @pytest.fixture(scope="module")
 def demo_url(api_server, tmp_path_factory) -> Iterator[str]:

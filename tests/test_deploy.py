@@ -30,6 +30,8 @@ import yaml
 from tests.conftest import ROOT
 from wmstudio.settings import Settings
 
+pytestmark = pytest.mark.deploy
+
 VENV_BIN = Path(sys.executable).parent
 K8S = ROOT / "k8s"
 OVERLAYS = ["overlays/dev", "overlays/prod"]

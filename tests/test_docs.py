@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import ROOT
 from wmstudio.config_docs import env_name
 from wmstudio.settings import Settings
+
+pytestmark = pytest.mark.unit
 
 
 def test_readme_lists_every_setting():

@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from api.drift import DriftMonitor, DriftReference, population_stability_index, reference_from_card, score_histogram
 
+pytestmark = pytest.mark.unit
+
 WINDOW = 500
 
 

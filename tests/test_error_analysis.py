@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from training.error_analysis import (
@@ -19,6 +20,8 @@ from training.error_analysis import (
 from training.evaluate import Example
 from wmstudio.data.manifest import Box, Item
 from wmstudio.runtime import Detection, Prediction
+
+pytestmark = pytest.mark.unit
 
 MARK = [100.0, 100.0, 300.0, 140.0]  # 40 px high on a 640 px photo: 6%, "medium"
 

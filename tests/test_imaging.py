@@ -18,6 +18,8 @@ from tests.conftest import (
 )
 from wmstudio.imaging import ImageError, decode_image
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("make", "size", "mode"),

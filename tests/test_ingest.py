@@ -11,6 +11,8 @@ import pytest
 from tests.conftest import bomb_png, cmyk_jpeg, encode, exif_rotated_jpeg, palette_png, photo, png16, truncated_jpeg
 from wmstudio.data.ingest import IngestError, detect_format, ingest
 
+pytestmark = pytest.mark.unit
+
 
 def _write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from experiments.input_size import copy_at_size
 from tests.conftest import photo
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
+
+pytestmark = pytest.mark.model
 
 
 def test_copy_at_another_size_reexports_and_predicts(tmp_path, bundled_registry):

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT, Server, encode, free_port, photo
 from sqlalchemy import select
 
 from curation import ls_server
@@ -32,9 +31,11 @@ from curation.labelstudio import (
     percent_to_pixels,
 )
 from curation.queue import add_pool_folder
+from tests.components import missing_component
+from tests.conftest import ROOT, Server, encode, free_port, photo
 from wmstudio.settings import get_settings
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 USER = "admin@wmstudio.local"
 PASSWORD = "pw123456"
@@ -52,7 +53,7 @@ def ls_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory: pytest.TempPathFactory, ls_root: Path) -> Iterator[ls_server.LabelStudioServer]:
     if ls_server.executable() is None:
-        pytest.skip(f"no Label Studio venv at {ls_server.DEFAULT_VENV}: run scripts/label_studio_venv.sh")
+        missing_component("Label Studio", f"no venv at {ls_server.DEFAULT_VENV}: run scripts/label_studio_venv.sh")
     data_dir = tmp_path_factory.mktemp("label-studio-data")
     if TEMPLATE.exists():
         shutil.copy(TEMPLATE, data_dir / "label_studio.sqlite3")

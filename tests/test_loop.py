@@ -14,6 +14,8 @@ from wmstudio.gate import GateConfig, gate
 from wmstudio.loop_history import read_history
 from wmstudio.registry import Registry
 
+pytestmark = pytest.mark.unit
+
 CHAMPION = {"real_test_f1": 0.80, "synthetic_test_ap50": 0.90, "real_other_fp_rate": 0.05}
 CONFIG = GateConfig(min_f1_delta=0.0, max_ap_drop=0.01, max_fp_rate=0.10)
 

@@ -11,6 +11,8 @@ from wmstudio.runtime.detector import apply_mark_check
 from wmstudio.runtime.mark_check import DECISIVE_SCORE, MarkCheck, Placement, calibrate_threshold
 from wmstudio.runtime.postprocess import iou_matrix
 
+pytestmark = pytest.mark.unit
+
 PLACEMENT = Placement(centre_x=0.5, centre_y=0.5, height=0.105, aspect=4.5, max_width=0.87)
 
 

@@ -9,6 +9,8 @@ from training.metrics import ScoredBox, average_precision, matched_ious, precisi
 from wmstudio.runtime.postprocess import decode_yolo, iou_matrix, nms
 from wmstudio.runtime.preprocess import letterbox
 
+pytestmark = pytest.mark.unit
+
 
 def test_perfect_detections_have_ap_one():
     truths = {0: np.array([[0, 0, 10, 10]]), 1: np.array([[5, 5, 20, 20]])}

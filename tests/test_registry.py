@@ -8,9 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 
+from tests.conftest import run_cli
 from wmstudio.registry import Registry, RegistryError
+
+pytestmark = pytest.mark.unit
 
 
 def _registry(root: Path, versions: int) -> Registry:

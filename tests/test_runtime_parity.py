@@ -14,6 +14,8 @@ from wmstudio.runtime.detector import ModelInputError
 from wmstudio.runtime.postprocess import iou_matrix
 from wmstudio.runtime.preprocess import letterbox
 
+pytestmark = pytest.mark.model
+
 
 @pytest.fixture(scope="module")
 def models(bundled_registry):

@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import encode, photo, run_cli, truncated_jpeg
 from wmstudio.scan import Entry, ScanError, merge_records, parse_shard, read_manifest, shard_entries
 
+pytestmark = pytest.mark.model
+
 SHARDS = 3
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.integration, pytest.mark.model]
+
 
 def run_schemathesis(url: str, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(

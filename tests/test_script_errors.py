@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.model
+
 SCRIPTS = [
     "experiments.bootstrap",
     "experiments.check_audit",

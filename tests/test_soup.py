@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from training import soup
+from experiments import soup
 from wmstudio.registry import Registry
+
+pytestmark = pytest.mark.model
 
 
 def _state(path):

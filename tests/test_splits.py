@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from tests.conftest import encode
 from training.synth.procedural import room_scene
 from wmstudio.data.ingest import ingest
 from wmstudio.data.manifest import Manifest
 from wmstudio.data.splits import assign_splits
+
+pytestmark = pytest.mark.unit
 
 
 def test_near_duplicates_share_a_split_and_brands_are_stratified(tmp_path):

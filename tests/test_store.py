@@ -26,6 +26,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
+from tests.components import missing_component
 from tests.conftest import ROOT, encode, free_port
 from wmstudio.data.manifest import Box, Item, Manifest
 from wmstudio.settings import get_settings
@@ -33,6 +34,8 @@ from wmstudio.store.migrate import alembic_config, current_revision, head_revisi
 from wmstudio.store.models import Base, Dataset, DatasetVersion, Flag, Image, Label
 from wmstudio.store.session import dispose_engines, get_engine, transaction
 from wmstudio.store.sync import MANIFEST_AUTHOR, import_manifest
+
+pytestmark = pytest.mark.integration
 
 TABLES = {"datasets", "dataset_versions", "images", "labels", "predictions", "flags", "queue_items"}
 
@@ -59,7 +62,7 @@ def _runner() -> list[str]:
             continue
         if shutil.which("runuser"):
             return ["runuser", "-u", user, "--"]
-    pytest.skip("running as root without a 'postgres' user or runuser: cannot start PostgreSQL")
+    missing_component("PostgreSQL", "running as root without a 'postgres' user or runuser: cannot start PostgreSQL")
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +70,7 @@ def postgres_server() -> Iterator[str]:
     """URL of a fresh PostgreSQL cluster on 127.0.0.1 (the server's maintenance database)."""
     binaries = _postgres_bin()
     if binaries is None:
-        pytest.skip("PostgreSQL binaries (Debian package 'postgresql') not found")
+        missing_component("PostgreSQL", "binaries (Debian package 'postgresql') not found")
     prefix = _runner()
     root = Path(tempfile.mkdtemp(prefix="wmstudio-pg-"))
     data, log = root / "data", root / "server.log"
@@ -81,13 +84,13 @@ def postgres_server() -> Iterator[str]:
     done = run(str(binaries / "initdb"), "-D", str(data), "-U", "wmstudio", "-A", "trust", "-E", "UTF8", "--no-sync")
     if done.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"initdb failed: {done.stderr[-500:]}")
+        missing_component("PostgreSQL", f"initdb failed: {done.stderr[-500:]}")
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off"
     done = run(str(binaries / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start")
     if done.returncode != 0:
         message = log.read_text()[-800:] if log.exists() else done.stderr
         shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"PostgreSQL did not start: {message}")
+        missing_component("PostgreSQL", f"the server did not start: {message}")
     try:
         yield f"postgresql+psycopg://wmstudio@127.0.0.1:{port}/postgres"
     finally:

@@ -29,6 +29,8 @@ from training.synth.marks import (
 from training.synth.template import estimate_template
 from training.synth.variation import P_LONG_WORDMARK, MarkVariation
 
+pytestmark = pytest.mark.unit
+
 
 def _flat_backgrounds(folder: Path, count: int = 6) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)

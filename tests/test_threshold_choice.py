@@ -10,6 +10,8 @@ from training.evaluate import Example, choose_threshold, other_mark_fp_rate_at
 from wmstudio.data.manifest import Box, Item
 from wmstudio.runtime import Detection, Prediction
 
+pytestmark = pytest.mark.unit
+
 BRANDS = ["rumah123", "99co"]
 BOX = (10.0, 10.0, 90.0, 30.0)
 

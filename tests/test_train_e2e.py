@@ -9,8 +9,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from experiments import multiscale
 from tests.conftest import run_cli
-from training import multiscale
 from training.build import build_synthetic
 from training.export import register_model
 from training.pipeline import PreparedData
@@ -20,6 +20,8 @@ from training.yolo_data import Source, write_yolo_dataset
 from wmstudio.brands import BRANDS
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
+
+pytestmark = pytest.mark.model
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import photo
 from PIL import Image
 
 from curation.uncertainty import (
@@ -21,7 +20,10 @@ from curation.uncertainty import (
     rank_diverse,
     tta_disagreement,
 )
+from tests.conftest import photo
 from wmstudio.runtime import Detection, Prediction
+
+pytestmark = pytest.mark.model
 
 BRANDS = ["rumah123", "99co"]
 
@@ -144,10 +146,10 @@ def test_diverse_batches_cope_with_identical_features() -> None:
 
 
 def test_build_queue_scores_ranks_and_upserts(store_url: str, tmp_path, bundled_registry) -> None:
-    from conftest import encode
     from sqlalchemy import func, select
 
     from curation.queue import add_pool_folder, build_queue, pending_items
+    from tests.conftest import encode
     from wmstudio.registry import Registry
     from wmstudio.runtime import Detector
     from wmstudio.store.models import Prediction as PredictionRow

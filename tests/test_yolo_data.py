@@ -5,12 +5,15 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
+from cli import main as cli
 from training.pipeline import REAL_POSITIVE_REPEATS, yolo_dir
 from training.yolo_data import Source, write_yolo_dataset
-from wmstudio import cli
 from wmstudio.data.manifest import Box, Item, Manifest
+
+pytestmark = pytest.mark.unit
 
 
 def _manifest(root: Path, names: list[str]) -> Manifest:

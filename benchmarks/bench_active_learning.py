@@ -59,10 +59,9 @@ def extract_features(detector, items: list, cache: Path) -> dict:
     from curation.uncertainty import augmented_views, dhash
     from wmstudio.imaging import decode_image
 
-    checks = json.dumps(detector.card.get("mark_checks", []), sort_keys=True)  # a version's checks change its scores
     # Items are named by their image's sha256 and labels can be corrected: ids plus boxes cover both.
     content = "".join(f"{i.sha256}:{[b.box for b in i.boxes]};" for i, _ in items)
-    fingerprint = hashlib.sha256((checks + content).encode()).hexdigest()[:10]
+    fingerprint = hashlib.sha256(content.encode()).hexdigest()[:10]
     key = f"{FEATURES}-{detector.version}-{len(items)}-{fingerprint}"
     path = cache / f"al_features_{key}.npz"
     if path.exists():

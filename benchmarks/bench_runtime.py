@@ -63,10 +63,6 @@ def main() -> None:
         lambda: prediction_record(detector, decode_image(data, draft_size=detector.decode_size)), args.runs
     )
     rows.append(("1080px JPEG end-to-end", end_to_end))
-    if detector.mark_checks:
-        served = decode_image(data, draft_size=detector.decode_size).image
-        checks = timed(lambda: [check.correlation(served) for check in detector.mark_checks], args.runs)
-        rows.append((f"mark checks ({len(detector.mark_checks)})", checks))
     sizes = " + ".join(str(size) for size in detector.input_sizes)
     print(f"model {detector.version}, input {sizes} px, {args.threads} threads, {args.runs} runs")
     for name, values in rows:

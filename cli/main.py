@@ -194,30 +194,36 @@ def train(
 @app.command()
 def evaluate(
     version: Annotated[str | None, typer.Option(help="Model version (default: champion).")] = None,
-    split: str = "test",
-    out: Annotated[Path | None, typer.Option(help="Folder for JSON and plots.")] = None,
+    split: Annotated[str, typer.Option(help="val (for choices) or test (reported once per release).")] = "test",
+    out: Annotated[Path | None, typer.Option(help="Folder for JSON, Markdown and plots.")] = None,
+    variants: Annotated[
+        list[str] | None, typer.Option("--variant", help="Only these robustness variants (repeatable).")
+    ] = None,
 ) -> None:
-    """Evaluate a model version on the real and synthetic splits at its operating threshold."""
+    """Score a version on every robustness variant of the real and synthetic split at its threshold."""
     _setup()
     from training.release import evaluate_version
-    from wmstudio.registry import Registry
+    from training.robustness import VARIANTS
+    from training.robustness_eval import format_table
+    from wmstudio.registry import Registry, RegistryError
 
     settings = get_settings()
     registry = Registry(settings.registry_dir)
     version = version or registry.champion()
     if version is None:
         _fail("no model in the registry")
-    results = evaluate_version(registry, version, settings.state_dir, split, out)
-    table = Table("set", "brand", "P", "R", "F1", "AP50", "AP50-95", "IoU", "other FP")
-    for set_name, result in results.items():
-        for brand, row in result["per_brand"].items():
-            table.add_row(
-                set_name,
-                brand,
-                *(f"{row[k]:.3f}" for k in ("precision", "recall", "f1", "ap50", "ap50_95", "mean_iou")),
-                f"{result['other_mark_fp_rate']:.3f}",
-            )
-    Console().print(table)
+    unknown = sorted(set(variants or ()) - set(VARIANTS))
+    if unknown:
+        _fail(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    if split not in ("train", "val", "test"):
+        _fail(f"unknown split {split!r}; choose from train, val, test")
+    chosen = tuple(v for v in VARIANTS if not variants or v in variants)
+    try:
+        report = evaluate_version(registry, version, settings.state_dir, split, out, variants=chosen)
+    except (RegistryError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    Console().print(format_table(report))
+    Console().print_json(data={k: v for k, v in report["metrics"].items()})
 
 
 @app.command()
@@ -284,7 +290,7 @@ def models_list() -> None:
 
     registry = Registry(get_settings().registry_dir)
     champion = registry.champion()
-    table = Table("version", "champion", "threshold", "data", "real F1", "synthetic AP50")
+    table = Table("version", "champion", "threshold", "data", "validation F1", "test F1")
     for version in registry.versions():
         card = registry.card(version)
         metrics = card.get("metrics", {})
@@ -293,8 +299,8 @@ def models_list() -> None:
             "*" if version == champion else "",
             str(card.get("threshold")),
             str(card.get("data_version")),
-            str(metrics.get("real_test_f1", "")),
-            str(metrics.get("synthetic_test_ap50", "")),
+            str(metrics.get("val_f1", "")),
+            str(metrics.get("test_f1", "")),
         )
     Console().print(table)
 

@@ -17,9 +17,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from training.evaluate import evaluate_examples
+from training.evaluate import evaluate_examples, predict_items
 from training.export import export_onnx
-from training.release import default_sets, threshold_on_validation
+from training.release import default_sets
+from training.robustness_eval import operating_threshold
 from training.script_errors import exit_on_user_error
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
@@ -41,8 +42,11 @@ def copy_at_size(version_dir: Path, size: int, work: Path) -> Path:
 
 
 def validation_figures(detector: Detector, sets: dict) -> dict:
-    """Threshold picked on all validation photos (as a release does), then F1 and AP50 per set and brand."""
-    threshold, f1, examples = threshold_on_validation(detector, sets)
+    """Threshold picked on the validation photos by the release's rule, then F1 and AP50 per set and brand."""
+    examples = {name: predict_items(detector, items, f"val {name}") for name, items in sets.items() if items}
+    pooled = [example for found in examples.values() for example in found]
+    threshold, figures = operating_threshold(pooled, detector.classes, get_settings().operating_max_other_fp)
+    f1 = figures["f1"]
     results = {name: evaluate_examples(ex, detector.classes, threshold) for name, ex in examples.items()}
     return {"threshold": threshold, "f1": f1, "results": results}
 

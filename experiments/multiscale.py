@@ -27,7 +27,7 @@ from pathlib import Path
 
 from experiments.input_size import validation_figures
 from training.export import export_onnx, register_model
-from training.release import add_mark_checks, calibrate_and_evaluate, default_data, default_sets
+from training.release import calibrate_and_evaluate, default_data, default_sets
 from training.script_errors import exit_on_user_error
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
@@ -72,7 +72,7 @@ def compare_sizes(registry: Registry, version: str, extra_sizes: Sequence[int], 
         onnx = export_onnx(source / "model.pt", base.imgsz, Path(scratch) / "dynamic.onnx", dynamic=True)
         for size in extra_sizes:
             detector = Detector(
-                onnx, base.classes, base.imgsz, base.threshold, version, 2, base.card, base.mark_checks, (size,)
+                onnx, base.classes, base.imgsz, base.threshold, version, 2, base.card, (size,)
             )
             trials.append(score_on_validation(detector, val_sets))
     return trials
@@ -94,7 +94,6 @@ def register_multiscale(registry: Registry, version: str, extra_sizes: Sequence[
         parent=version,
         extra_sizes=extra_sizes,
     )
-    add_mark_checks(registry, new, data)
     return calibrate_and_evaluate(registry, new, data)
 
 

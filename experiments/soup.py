@@ -30,7 +30,7 @@ from pathlib import Path
 
 from experiments.multiscale import SizeTrial, score_on_validation
 from training.export import export_onnx, register_model
-from training.release import add_mark_checks, calibrate_and_evaluate, default_data, default_sets
+from training.release import calibrate_and_evaluate, default_data, default_sets
 from training.script_errors import exit_on_user_error
 from wmstudio.offline import apply_offline_env
 from wmstudio.registry import Registry
@@ -97,7 +97,7 @@ def average_checkpoints(paths: Sequence[Path], weights: Sequence[float], out_pat
 def detector_for(weights: Path, base: Detector, name: str, scratch: Path) -> Detector:
     """``weights`` exported and run with ``base``'s classes, input size and mark checks."""
     onnx = export_onnx(weights, base.imgsz, scratch / f"{name}.onnx")
-    return Detector(onnx, base.classes, base.imgsz, base.threshold, name, 2, base.card, base.mark_checks)
+    return Detector(onnx, base.classes, base.imgsz, base.threshold, name, 2, base.card)
 
 
 def compare_soup(
@@ -158,7 +158,6 @@ def register_soup(
             recipe,
             parent=registry.champion(),
         )
-    add_mark_checks(registry, version, data)
     return calibrate_and_evaluate(registry, version, data)
 
 

@@ -131,13 +131,13 @@ class LoopSteps:
         return TrainOutcome(version, card.get("metrics", {}), data_version, count)
 
     def champion_metrics(self, champion: str, run_dir: Path) -> dict:
-        """The champion re-evaluated on today's fixed test sets (same data as the challenger)."""
-        from training.release import evaluate_version, headline_metrics
+        """The champion re-evaluated on today's validation variants (the data the challenger is judged on)."""
+        from training.release import evaluate_version
 
         try:
-            return headline_metrics(
-                evaluate_version(self.registry, champion, self.settings.state_dir, "test", run_dir / "champion")
-            )
+            return evaluate_version(self.registry, champion, self.settings.state_dir, "val", run_dir / "champion")[
+                "metrics"
+            ]
         except FileNotFoundError:
             return self.registry.card(champion).get("metrics", {})
 

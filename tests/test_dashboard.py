@@ -266,10 +266,7 @@ def test_models_side_by_side_and_promote_with_confirmation(live):
     no_traceback(app)
     table = app.dataframe[0].value
     assert {"v1 ★", "v2"} <= set(table.columns)
-    assert "real_test_f1" in table.index
-    champion_checks = Registry(live["registry"]).card("v1").get("mark_checks", [])
-    expected = f"{champion_checks[0]['brand']} ≥ {champion_checks[0]['threshold']}" if champion_checks else "none"
-    assert table.loc["mark checks", "v1 ★"] == expected
+    assert "val_f1" in table.index and "test_f1" in table.index
     assert len(charts(app)) >= 2  # headline metrics and PR curves
     assert not app.error, [e.value for e in app.error]
     loop_runs = app.dataframe[-1].value

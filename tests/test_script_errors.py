@@ -14,8 +14,6 @@ pytestmark = pytest.mark.model
 
 SCRIPTS = [
     "experiments.bootstrap",
-    "experiments.check_audit",
-    "experiments.compare",
     "training.error_analysis",
     "experiments.input_size",
     "experiments.multiscale",

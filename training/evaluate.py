@@ -26,10 +26,8 @@ from training.metrics import (
 from wmstudio.data.manifest import Item
 from wmstudio.imaging import decode_image
 from wmstudio.runtime import Detection, Detector, Prediction
-from wmstudio.runtime.mark_check import DECISIVE_SCORE
 
-# Stops at DECISIVE_SCORE: a fired template check must clear whatever threshold is chosen.
-THRESHOLD_GRID = np.round(np.arange(0.05, DECISIVE_SCORE + 0.005, 0.01), 2)
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.955, 0.01), 2)  # where operating thresholds are chosen
 
 
 @dataclass(frozen=True)

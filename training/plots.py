@@ -40,3 +40,27 @@ def plot_confusion(result: dict, path: Path, title: str = "") -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_variant_f1(rows: list[dict], path: Path, title: str = "") -> Path:
+    """F1 per variant (rows) and stage/set/brand (columns) as a heat map: where the detector breaks."""
+    import numpy as np
+
+    variants = list(dict.fromkeys(row["variant"] for row in rows))
+    columns = list(dict.fromkeys(f"{row['stage']}\n{row['set']}\n{row['brand']}" for row in rows))
+    grid = np.full((len(variants), len(columns)), np.nan)
+    for row in rows:
+        grid[variants.index(row["variant"]), columns.index(f"{row['stage']}\n{row['set']}\n{row['brand']}")] = row["f1"]
+    fig, ax = plt.subplots(figsize=(1.3 * len(columns) + 2, 0.45 * len(variants) + 1.6), dpi=100)
+    image = ax.imshow(grid, cmap="RdYlGn", vmin=0.5, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(columns)), columns, fontsize=7)
+    ax.set_yticks(range(len(variants)), variants)
+    for (i, j), value in np.ndenumerate(grid):
+        if not np.isnan(value):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(image, ax=ax, label="F1")
+    ax.set_title(title or "F1 per variant")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

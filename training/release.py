@@ -1,19 +1,23 @@
 """Turn a trained checkpoint into a registered, evaluated model version.
 
-Order matters: export → build the mark checks from real train photos → pick the threshold on
-*validation* (real + synthetic val) → evaluate on test with that threshold frozen → write the
-card. Test data never influences the threshold, the checks or the choice of checkpoint.
+Order matters: export → score every validation variant → pick the operating threshold on those
+validation figures → evaluate the test variants once with that threshold frozen → write the
+card. Test data never influences the threshold, the gate or the choice of version: the card's
+``metrics`` keep the validation figures the gate reads (``val_*``) apart from the test figures
+that are only reported (``test_*``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
-from training.evaluate import choose_threshold, evaluate_examples, predict_items, save_evaluation
+from training.evaluate import Example, evaluate_examples, image_f1_at, save_evaluation
 from training.export import register_model, update_card
-from training.mark_checks import attach_mark_checks
 from training.pipeline import PreparedData, default_dirs
+from training.robustness import VARIANTS
+from training.robustness_eval import operating_threshold, predict_sets, save_report, score_variants
 from training.script_errors import exit_on_user_error
 from wmstudio.brands import BRANDS
 from wmstudio.data.manifest import Manifest
@@ -23,46 +27,64 @@ from wmstudio.settings import get_settings
 
 log = logging.getLogger(__name__)
 
+Predictions = Mapping[str, Mapping[str, list[Example]]]
+
 
 def _items(manifest: Manifest, root: Path, split: str) -> list:
     return [(item, root) for item in manifest.split(split)]
 
 
 def evaluation_sets(real: Manifest, real_dir: Path, synthetic: Manifest, synthetic_dir: Path, split: str) -> dict:
-    return {"real": _items(real, real_dir, split), "synthetic": _items(synthetic, synthetic_dir, split)}
+    sets = {"real": _items(real, real_dir, split), "synthetic": _items(synthetic, synthetic_dir, split)}
+    return {name: items for name, items in sets.items() if items}
 
 
-def evaluate_detector(detector: Detector, sets: dict, threshold: float, out_dir: Path | None, prefix: str) -> dict:
-    results = {}
-    for name, items in sets.items():
-        if not items:
-            continue
-        examples = predict_items(detector, items, desc=f"{prefix} {name}")
-        results[name] = evaluate_examples(examples, detector.classes, threshold)
-        if out_dir is not None:
-            save_evaluation(results[name], out_dir, f"{prefix}_{name}")
-    return results
+def pooled(predictions: Predictions, set_name: str | None = None) -> list[Example]:
+    """Every variant's examples in one list (of one set, or of all)."""
+    return [
+        example
+        for name, by_variant in predictions.items()
+        if set_name in (None, name)
+        for examples in by_variant.values()
+        for example in examples
+    ]
 
 
-def headline_metrics(results: dict) -> dict:
-    """The few numbers the champion/challenger gate and the dashboard compare."""
-    metrics = {}
-    real = results.get("real")
-    if real:
-        r123 = real["per_brand"]["rumah123"]
-        metrics |= {
-            "real_test_f1": round(r123["f1"], 4),
-            "real_test_ap50": round(r123["ap50"], 4),
-            "real_test_precision": round(r123["precision"], 4),
-            "real_test_recall": round(r123["recall"], 4),
-            "real_other_fp_rate": round(real["other_mark_fp_rate"], 4),
-        }
-    synthetic = results.get("synthetic")
-    if synthetic:
-        aps = {b: v["ap50"] for b, v in synthetic["per_brand"].items()}
-        metrics |= {f"synthetic_test_ap50_{b}": round(v, 4) for b, v in aps.items()}
-        metrics["synthetic_test_ap50"] = round(min(aps.values()), 4)
-        metrics["synthetic_other_fp_rate"] = round(synthetic["other_mark_fp_rate"], 4)
+def headline_metrics(predictions: Predictions, classes: list[str], threshold: float, prefix: str) -> dict:
+    """The few numbers the gate, the dashboard and MLflow compare, pooled over every variant.
+
+    ``<prefix>_f1`` is the image-level F1 over both sets and brands; ``<prefix>_real_f1`` the
+    Rumah123 F1 on real photos; ``<prefix>_synthetic_ap50`` the worse brand's box AP50 on
+    synthetic photos; ``<prefix>_other_fp_rate`` the share of other-agency photos with an alarm.
+    The worst variant's F1 per set is kept too, so a version that gains on average but breaks on
+    one kind of photo shows it.
+    """
+    everything = evaluate_examples(pooled(predictions), classes, threshold)
+    metrics = {
+        f"{prefix}_f1": round(image_f1_at(pooled(predictions), classes, threshold), 4),
+        f"{prefix}_other_fp_rate": round(everything["other_mark_fp_rate"], 4),
+        f"{prefix}_negative_fp_rate": round(everything["negative_fp_rate"], 4),
+    }
+    for name in predictions:
+        result = evaluate_examples(pooled(predictions, name), classes, threshold)
+        worst = min(
+            (evaluate_examples(examples, classes, threshold)["per_brand"][brand]["f1"], variant)
+            for variant, examples in predictions[name].items()
+            for brand in classes
+            if any(e.item.brand == brand for e in examples)
+        )
+        metrics[f"{prefix}_{name}_worst_variant_f1"] = round(worst[0], 4)
+        metrics[f"{prefix}_{name}_worst_variant"] = worst[1]
+        for brand, figures in result["per_brand"].items():
+            if figures["positives"]:
+                metrics[f"{prefix}_{name}_f1_{brand}"] = round(figures["f1"], 4)
+                metrics[f"{prefix}_{name}_ap50_{brand}"] = round(figures["ap50"], 4)
+        if name == "real":
+            metrics[f"{prefix}_real_f1"] = metrics.get(f"{prefix}_real_f1_rumah123", 0.0)
+            metrics[f"{prefix}_real_other_fp_rate"] = round(result["other_mark_fp_rate"], 4)
+        if name == "synthetic":
+            aps = [figures["ap50"] for figures in result["per_brand"].values() if figures["positives"]]
+            metrics[f"{prefix}_synthetic_ap50"] = round(min(aps), 4) if aps else float("nan")
     return metrics
 
 
@@ -74,7 +96,7 @@ def release_model(
     parent: str | None = None,
     version: str | None = None,
 ) -> str:
-    """Export, calibrate on val, evaluate on test and register; returns the version name."""
+    """Export, choose the threshold on validation, evaluate on test once and register."""
     version = register_model(
         registry,
         weights,
@@ -86,40 +108,52 @@ def release_model(
         parent=parent,
         version=version,
     )
-    add_mark_checks(registry, version, data)
     calibrate_and_evaluate(registry, version, data)
     return version
 
 
-def add_mark_checks(registry: Registry, version: str, data: PreparedData) -> list[dict]:
-    """Give the version its template checks (built from real train photos) in its card."""
-    card = registry.card(version)
-    entries = attach_mark_checks(registry.path(version), data.real, data.real_dir, card["classes"], int(card["imgsz"]))
-    update_card(registry, version, mark_checks=entries)
-    return entries
-
-
-def threshold_on_validation(detector: Detector, val_sets: dict) -> tuple[float, float, dict[str, list]]:
-    """The operating threshold with the best F1 over all validation photos, that F1, and the
-    per-set validation predictions (so callers can score them without predicting twice)."""
-    examples = {name: predict_items(detector, items, f"val {name}") for name, items in val_sets.items() if items}
-    cap = get_settings().operating_max_other_fp
-    threshold, f1 = choose_threshold([e for ex in examples.values() for e in ex], detector.classes, cap)
-    return threshold, f1, examples
-
-
-def calibrate_and_evaluate(registry: Registry, version: str, data: PreparedData) -> dict:
-    """Pick the operating threshold on validation, then evaluate on test with it frozen."""
+def calibrate_and_evaluate(registry: Registry, version: str, data: PreparedData, seed: int = 0) -> dict:
+    """Pick the operating threshold on the validation variants, then measure the test variants once."""
     folder = registry.path(version)
     detector = Detector.from_version_dir(folder)
+    classes = detector.classes
     val_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "val")
-    threshold, val_f1, _ = threshold_on_validation(detector, val_sets)
-    log.info("operating threshold %.2f (validation F1 %.3f)", threshold, val_f1)
-    detector.threshold = threshold
+    val_predictions = predict_sets(detector, val_sets, VARIANTS, seed, desc=f"{version} validation variants")
+    cap = get_settings().operating_max_other_fp
+    threshold, figures = operating_threshold(pooled(val_predictions), classes, cap)
+    log.info(
+        "operating threshold %.2f: validation other-agency alarms %.3f (cap %.2f), F1 %.3f",
+        threshold,
+        figures["other_mark_fp_rate"],
+        cap,
+        figures["f1"],
+    )
+    out = folder / "evaluation"
+    stage = {"pipeline": None}
+    validation_report = {"threshold": threshold, "seed": seed, "variants": list(VARIANTS), "stages": stage}
+    stage["pipeline"] = score_variants(val_predictions, classes, threshold)
+    save_report(validation_report, out, "validation")
     test_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "test")
-    results = evaluate_detector(detector, test_sets, threshold, folder / "evaluation", "test")
+    test_predictions = predict_sets(detector, test_sets, VARIANTS, seed, desc=f"{version} test variants")
+    test_report = {
+        "threshold": threshold,
+        "seed": seed,
+        "variants": list(VARIANTS),
+        "stages": {"pipeline": score_variants(test_predictions, classes, threshold)},
+    }
+    save_report(test_report, out, "test")
+    for name, by_variant in test_predictions.items():  # full curves of the photos as published (dashboard)
+        save_evaluation(evaluate_examples(by_variant["original"], classes, threshold), out, f"test_{name}")
+    metrics = headline_metrics(val_predictions, classes, threshold, "val") | headline_metrics(
+        test_predictions, classes, threshold, "test"
+    )
     return update_card(
-        registry, version, threshold=threshold, validation_f1=round(val_f1, 4), metrics=headline_metrics(results)
+        registry,
+        version,
+        threshold=threshold,
+        threshold_rule=f"lowest with validation other-agency alarms <= {cap:.2f}, pooled over {len(VARIANTS)} variants",
+        validation_f1=metrics["val_f1"],
+        metrics=metrics,
     )
 
 
@@ -135,13 +169,30 @@ def default_sets(datasets_dir: Path, split: str, seed: int = 0) -> dict:
 
 
 def evaluate_version(
-    registry: Registry, version: str, state_dir: Path, split: str = "test", out_dir: Path | None = None, seed: int = 0
+    registry: Registry,
+    version: str,
+    state_dir: Path,
+    split: str = "test",
+    out_dir: Path | None = None,
+    seed: int = 0,
+    variants: tuple[str, ...] = VARIANTS,
 ) -> dict:
-    """Re-evaluate a registered version on the default real and synthetic data."""
+    """Re-evaluate a registered version on every variant of the default real and synthetic data."""
     folder = registry.path(version)  # an unknown version is named before missing data
     sets = default_sets(state_dir / "datasets", split, seed)
     detector = Detector.from_version_dir(folder)
-    return evaluate_detector(detector, sets, detector.threshold, out_dir or folder / "evaluation", split)
+    predictions = predict_sets(detector, sets, variants, seed, desc=f"{version} {split} variants")
+    report = {
+        "version": version,
+        "split": split,
+        "threshold": detector.threshold,
+        "seed": seed,
+        "variants": list(variants),
+        "stages": {"pipeline": score_variants(predictions, detector.classes, detector.threshold)},
+        "metrics": headline_metrics(predictions, detector.classes, detector.threshold, split),
+    }
+    save_report(report, out_dir or folder / "evaluation", f"evaluate_{split}")
+    return report
 
 
 def default_data(state_dir: Path) -> PreparedData:
@@ -153,18 +204,11 @@ def default_data(state_dir: Path) -> PreparedData:
 
 
 def rerelease(version: str) -> dict:
-    """Rebuild a registered version's mark checks, then recalibrate and re-evaluate it.
-
-    For a version registered before it had checks (or after the real data changed): the
-    network stays as it is; the checks, the operating threshold and the test figures are redone
-    in the same order as :func:`release_model`.
-    """
+    """Recalibrate and re-evaluate a registered version under the current rules (the network unchanged)."""
     settings = get_settings()
     registry = Registry(settings.registry_dir)
     registry.path(version)  # an unknown version is named before missing data
-    data = default_data(settings.state_dir)
-    add_mark_checks(registry, version, data)
-    return calibrate_and_evaluate(registry, version, data)
+    return calibrate_and_evaluate(registry, version, default_data(settings.state_dir))
 
 
 @exit_on_user_error

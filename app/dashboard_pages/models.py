@@ -18,7 +18,16 @@ from wmstudio.registry import Registry, RegistryError
 
 TITLE = "Models"
 EVAL_SETS = ("test_real", "test_synthetic")
-HEADLINE = ("real_test_f1", "real_test_ap50", "synthetic_test_ap50_rumah123", "synthetic_test_ap50_99co")
+# Validation figures (what the gate compares) first, then the test figures measured once per release.
+HEADLINE = (
+    "val_f1",
+    "val_real_f1",
+    "val_synthetic_ap50",
+    "val_other_fp_rate",
+    "test_f1",
+    "test_real_f1",
+    "test_other_fp_rate",
+)
 
 
 def _cards(registry: Registry) -> dict[str, dict]:
@@ -40,7 +49,6 @@ def _side_by_side(cards: dict[str, dict], champion: str | None) -> None:
             "threshold": card.get("threshold"),
             "data version": card.get("data_version", ""),
             "parent": card.get("parent") or "",
-            "mark checks": ", ".join(f"{c['brand']} ≥ {c['threshold']}" for c in card.get("mark_checks", [])) or "none",
         }
         row |= {k: v for k, v in (card.get("metrics") or {}).items() if isinstance(v, (int, float))}
         rows.append(row)
@@ -75,6 +83,16 @@ def _evaluation(folder: Path, name: str) -> dict | None:
         return json.loads((folder / "evaluation" / f"{name}.json").read_text())
     except (OSError, ValueError):
         return None
+
+
+def _variant_heatmaps(registry: Registry, versions: list[str]) -> None:
+    """F1 per robustness variant (crop, border, thumbnail, ...): where a version breaks, at a glance."""
+    shown = [(v, registry.path(v) / "evaluation" / "test_f1.png") for v in versions]
+    shown = [(v, path) for v, path in shown if path.exists()]
+    if shown:
+        st.subheader("Test F1 per photo variant")
+        for version, path in shown:
+            st.image(str(path), caption=f"{version}: test variants at its operating threshold")
 
 
 def _pr_curves(registry: Registry, versions: list[str]) -> None:
@@ -203,6 +221,7 @@ def render(context: Context) -> None:
     st.subheader("Precision-recall curves")
     chosen = st.multiselect("Versions", list(cards), default=list(cards)[-3:], key="m_versions")
     _pr_curves(registry, chosen)
+    _variant_heatmaps(registry, chosen)
     st.subheader("Champion / challenger history")
     _history(context, registry)
     st.subheader("Promote or roll back")

@@ -12,6 +12,7 @@ how the sizes are chosen on validation.
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from dataclasses import dataclass, field
@@ -21,12 +22,11 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from wmstudio.runtime.mark_check import MarkCheck
-from wmstudio.runtime.postprocess import MAX_DETECTIONS, decode_yolo, iou_matrix, nms
+from wmstudio.runtime.postprocess import MAX_DETECTIONS, decode_yolo, nms
 from wmstudio.runtime.preprocess import letterbox
+from wmstudio.runtime.verifier import Verifier
 
 CANDIDATE_FLOOR = 0.01  # raw candidates kept for heatmaps, PR curves and uncertainty
-SAME_SPOT_IOU = 0.3  # a candidate this close to a fired mark check is the same mark
 
 
 class ModelInputError(ValueError):
@@ -74,8 +74,8 @@ class Detector:
         version: str = "unversioned",
         threads: int = 2,
         card: dict | None = None,
-        mark_checks: tuple[MarkCheck, ...] = (),
         extra_sizes: tuple[int, ...] = (),
+        verifier: Verifier | None = None,
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -88,8 +88,8 @@ class Detector:
         self.threshold = threshold
         self.version = version
         self.card = card or {}
-        self.mark_checks = mark_checks
         self.extra_sizes = tuple(int(size) for size in extra_sizes)
+        self.verifier = verifier
         self._check_input_shape()
         self._lock = threading.Lock()
 
@@ -125,9 +125,15 @@ class Detector:
             card["version"],
             threads,
             card,
-            tuple(MarkCheck.from_card(folder, entry) for entry in card.get("mark_checks", [])),
             tuple(card.get("extra_input_sizes", ())),
+            Verifier.from_card(folder, card["verifier"]) if card.get("verifier") else None,
         )
+
+    def network_only(self) -> Detector:
+        """The same network without the verifier: what the network alone decides (for evaluation)."""
+        alone = copy.copy(self)
+        alone.verifier = None
+        return alone
 
     @classmethod
     def from_registry(cls, registry_dir: Path, version: str | None = None, threads: int = 2) -> Detector:
@@ -156,12 +162,12 @@ class Detector:
         if len(runs) > 1:  # the same mark found at two sizes is one mark, as within one size
             keep = nms(boxes, scores, iou_threshold)[:MAX_DETECTIONS]
             boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+        if self.verifier is not None:
+            scores = self.verifier.rescore(rgb, boxes, scores, classes)
         detections = [
             Detection(self.classes[int(c)], float(s), tuple(float(v) for v in b))
             for b, s, c in zip(boxes, scores, classes, strict=True)
         ]
-        for check in self.mark_checks:
-            detections = apply_mark_check(check, image, detections)
         return Prediction(image.width, image.height, tuple(sorted(detections, key=lambda d: -d.score)))
 
     def detect(self, image: Image.Image, min_score: float | None = None) -> list[Detection]:
@@ -177,21 +183,3 @@ class Detector:
             "threshold": self.threshold,
             "metrics": self.card.get("metrics", {}),
         }
-
-
-def apply_mark_check(check: MarkCheck, image: Image.Image, detections: list[Detection]) -> list[Detection]:
-    """Fold a fired template check into the detector's candidates (see :mod:`mark_check`).
-
-    Candidates on the same spot, of any brand (one mark is one brand), give way to one detection
-    with the check's box, which is aligned to the mark's own gradients, and the higher of the
-    check's score and the brand's best candidate there. Below its threshold, the check changes
-    nothing.
-    """
-    correlation, box = check.correlation(image)
-    if correlation < check.threshold:
-        return detections
-    overlap = iou_matrix(np.asarray([box]), np.asarray([d.box for d in detections]).reshape(-1, 4))[0]
-    same_spot = [d for d, iou in zip(detections, overlap, strict=True) if iou >= SAME_SPOT_IOU]
-    score = max([check.score(correlation)] + [d.score for d in same_spot if d.brand == check.brand])
-    kept = [d for d, iou in zip(detections, overlap, strict=True) if iou < SAME_SPOT_IOU]
-    return [*kept, Detection(check.brand, score, box)]

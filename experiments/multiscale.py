@@ -71,9 +71,7 @@ def compare_sizes(registry: Registry, version: str, extra_sizes: Sequence[int], 
     with tempfile.TemporaryDirectory() as scratch:
         onnx = export_onnx(source / "model.pt", base.imgsz, Path(scratch) / "dynamic.onnx", dynamic=True)
         for size in extra_sizes:
-            detector = Detector(
-                onnx, base.classes, base.imgsz, base.threshold, version, 2, base.card, (size,)
-            )
+            detector = Detector(onnx, base.classes, base.imgsz, base.threshold, version, 2, base.card, (size,))
             trials.append(score_on_validation(detector, val_sets))
     return trials
 

@@ -105,7 +105,7 @@ def test_report_has_every_variant_and_stage(
     champion: Detector, marked_items: list[tuple[Item, Path]], tmp_path: Path
 ) -> None:
     sets = {"synthetic": marked_items}
-    report = robustness_report({"pipeline": champion}, sets, threshold=0.5, seed=0)
+    report = robustness_report({"pipeline": champion}, sets, {"pipeline": 0.5}, seed=0)
     assert set(report["stages"]["pipeline"]["synthetic"]) == set(VARIANTS)
     for summary in report["stages"]["pipeline"]["synthetic"].values():
         assert summary["images"] == len(marked_items)

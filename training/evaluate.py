@@ -2,7 +2,8 @@
 
 Image-level metrics answer the listing systems' question (is this photo watermarked, by
 which brand?); box metrics (AP50, AP50-95, IoU) answer "where". The operating threshold is
-chosen on validation data only (``choose_threshold``) and then applied unchanged to test.
+chosen on validation data only (``training.robustness_eval.operating_threshold``) and then applied
+unchanged to test.
 """
 
 from __future__ import annotations

@@ -76,7 +76,10 @@ def register_model(
 
 
 def update_card(registry: Registry, version: str, **fields: object) -> dict:
+    """Set fields of a version's card; a field given as None is removed (a re-release may drop one)."""
     card = registry.card(version)
-    card.update(fields)
+    card.update({key: value for key, value in fields.items() if value is not None})
+    for key in [key for key, value in fields.items() if value is None]:
+        card.pop(key, None)
     (registry.path(version) / "model_card.json").write_text(json.dumps(card, indent=2))
     return card

@@ -113,47 +113,56 @@ def release_model(
 
 
 def calibrate_and_evaluate(registry: Registry, version: str, data: PreparedData, seed: int = 0) -> dict:
-    """Pick the operating threshold on the validation variants, then measure the test variants once."""
+    """Pick the operating threshold on the validation variants, then measure the test variants once.
+
+    A version with a verifier is scored twice, as the full pipeline and as the network alone,
+    each at the threshold the same rule picks for it on validation; the card's ``metrics`` are
+    the pipeline's, ``network_metrics`` the network's.
+    """
     folder = registry.path(version)
     detector = Detector.from_version_dir(folder)
     classes = detector.classes
-    val_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "val")
-    val_predictions = predict_sets(detector, val_sets, VARIANTS, seed, desc=f"{version} validation variants")
+    stages = {"pipeline": detector} | ({"network": detector.network_only()} if detector.verifier else {})
     cap = get_settings().operating_max_other_fp
-    threshold, figures = operating_threshold(pooled(val_predictions), classes, cap)
-    log.info(
-        "operating threshold %.2f: validation other-agency alarms %.3f (cap %.2f), F1 %.3f",
-        threshold,
-        figures["other_mark_fp_rate"],
-        cap,
-        figures["f1"],
-    )
-    out = folder / "evaluation"
-    stage = {"pipeline": None}
-    validation_report = {"threshold": threshold, "seed": seed, "variants": list(VARIANTS), "stages": stage}
-    stage["pipeline"] = score_variants(val_predictions, classes, threshold)
-    save_report(validation_report, out, "validation")
+    val_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "val")
     test_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "test")
-    test_predictions = predict_sets(detector, test_sets, VARIANTS, seed, desc=f"{version} test variants")
-    test_report = {
-        "threshold": threshold,
-        "seed": seed,
-        "variants": list(VARIANTS),
-        "stages": {"pipeline": score_variants(test_predictions, classes, threshold)},
-    }
-    save_report(test_report, out, "test")
-    for name, by_variant in test_predictions.items():  # full curves of the photos as published (dashboard)
-        save_evaluation(evaluate_examples(by_variant["original"], classes, threshold), out, f"test_{name}")
-    metrics = headline_metrics(val_predictions, classes, threshold, "val") | headline_metrics(
-        test_predictions, classes, threshold, "test"
-    )
+    thresholds, validation, test, metrics = {}, {}, {}, {}
+    for stage, stage_detector in stages.items():
+        val_predictions = predict_sets(stage_detector, val_sets, VARIANTS, seed, desc=f"{version} {stage} validation")
+        threshold, figures = operating_threshold(pooled(val_predictions), classes, cap)
+        log.info(
+            "%s %s: operating threshold %.2f, validation other-agency alarms %.3f (cap %.2f), F1 %.3f",
+            version,
+            stage,
+            threshold,
+            figures["other_mark_fp_rate"],
+            cap,
+            figures["f1"],
+        )
+        test_predictions = predict_sets(stage_detector, test_sets, VARIANTS, seed, desc=f"{version} {stage} test")
+        thresholds[stage] = threshold
+        validation[stage] = score_variants(val_predictions, classes, threshold)
+        test[stage] = score_variants(test_predictions, classes, threshold)
+        metrics[stage] = headline_metrics(val_predictions, classes, threshold, "val") | headline_metrics(
+            test_predictions, classes, threshold, "test"
+        )
+        if stage == "pipeline":  # full curves of the photos as published (dashboard)
+            for name, by_variant in test_predictions.items():
+                result = evaluate_examples(by_variant["original"], classes, threshold)
+                save_evaluation(result, folder / "evaluation", f"test_{name}")
+    for name, scored in (("validation", validation), ("test", test)):
+        report = {"thresholds": thresholds, "seed": seed, "variants": list(VARIANTS), "stages": scored}
+        save_report(report, folder / "evaluation", name)
+    rule = f"lowest with validation other-agency alarms <= {cap:.2f}, pooled over {len(VARIANTS)} variants"
     return update_card(
         registry,
         version,
-        threshold=threshold,
-        threshold_rule=f"lowest with validation other-agency alarms <= {cap:.2f}, pooled over {len(VARIANTS)} variants",
-        validation_f1=metrics["val_f1"],
-        metrics=metrics,
+        threshold=thresholds["pipeline"],
+        threshold_rule=rule,
+        validation_f1=metrics["pipeline"]["val_f1"],
+        metrics=metrics["pipeline"],
+        network_metrics=metrics.get("network"),
+        network_threshold=thresholds.get("network"),
     )
 
 
@@ -185,7 +194,7 @@ def evaluate_version(
     report = {
         "version": version,
         "split": split,
-        "threshold": detector.threshold,
+        "thresholds": {"pipeline": detector.threshold},
         "seed": seed,
         "variants": list(variants),
         "stages": {"pipeline": score_variants(predictions, detector.classes, detector.threshold)},

@@ -21,6 +21,8 @@ export SENTRY_DSN :=
 export FRONTEND_SENTRY_DSN :=
 export COLLECT_ANALYTICS := false
 export LATEST_VERSION_CHECK := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
 export PYTHONUNBUFFERED := 1
 
 .PHONY: run test install system-deps lint format bench clean
@@ -64,6 +66,12 @@ format: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_runtime.py
+
+# The MLflow UI over the embedded store (every `wmstudio train`, release and evaluation; the model
+# registry with the champion alias). With a shared server (MLFLOW_TRACKING_URI) open its URL instead.
+.PHONY: mlflow-ui
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(STATE)/mlflow.db --host 127.0.0.1 --port 5000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache

@@ -26,6 +26,7 @@ from api.security import api_key_header, require_api_key
 from wmstudio.imaging import DecodedImage, ImageError, decode_image
 from wmstudio.offline import apply_offline_env
 from wmstudio.predict import prediction_record
+from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
 from wmstudio.runtime.render import draw_boxes, heatmap
 from wmstudio.settings import Settings, get_settings
@@ -100,7 +101,7 @@ def _poll_registry(app: FastAPI, stop: threading.Event) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     apply_offline_env(settings.state_dir)
-    models = ModelHolder(settings.registry_dir, settings.inference_threads)
+    models = ModelHolder(Registry.from_settings(settings), settings.inference_threads)  # seeded on a fresh clone
     metrics = ServiceMetrics()
 
     @asynccontextmanager

@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 
 
 class ModelHolder:
-    def __init__(self, registry_dir: Path, threads: int = 2) -> None:
-        self.registry = Registry(registry_dir)
+    def __init__(self, registry: Registry | Path, threads: int = 2) -> None:
+        self.registry = registry if isinstance(registry, Registry) else Registry(registry)
         self.threads = threads
         self._detector: Detector | None = None
         self._stamp: float | None = None

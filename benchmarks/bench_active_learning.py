@@ -245,7 +245,7 @@ def main() -> None:
 
     settings = get_settings()
     apply_offline_env(settings.state_dir)
-    registry = Registry(settings.registry_dir)
+    registry = Registry.from_settings(settings)
     detector = Detector.from_version_dir(registry.champion_path(), settings.inference_threads)
     if args.pool == "fresh" and args.pool_seed in (trained := lineage_seeds(registry, detector.version)):
         sys.exit(f"--pool-seed {args.pool_seed} is in-sample: {detector.version}'s lineage trained on seeds {trained}")

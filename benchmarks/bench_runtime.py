@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    registry = Registry(get_settings().registry_dir)
+    registry = Registry.from_settings(get_settings())
     folder = registry.path(args.version) if args.version else registry.champion_path()
     detector = Detector.from_version_dir(folder, threads=args.threads)
     data = photo_jpeg()

@@ -159,14 +159,21 @@ def train(
     from training.synth.compose import SynthConfig
     from training.train import TrainRecipe
     from training.train import train as run_train
-    from wmstudio.registry import Registry
+    from wmstudio import tracking
+    from wmstudio.mlflow_registry import warm_start_weights
+    from wmstudio.registry import Registry, RegistryError
 
     settings = get_settings()
-    registry = Registry(settings.registry_dir)
+    registry = Registry.from_settings(settings)
     start = None
     if warm_start == "champion":
-        start = str(registry.champion_path() / "model.pt")
+        try:
+            start = str(warm_start_weights(registry, registry.champion_path().name, settings))
+        except RegistryError as exc:
+            _fail(str(exc))
     elif warm_start:
+        if not Path(warm_start).is_file():
+            _fail(f"--warm-start {warm_start}: no such weights file (give 'champion' or a .pt path)")
         start = warm_start
     counts = {**DEFAULT_SYNTH_COUNTS, "train": synth_train}  # val and test stay fixed: comparable across runs
     synth = SynthConfig(vary_glyphs=glyph_variation, lookalike_negatives=lookalike_negatives)
@@ -184,11 +191,15 @@ def train(
         threads=threads,
     )
     run_dir = settings.runs_dir / (run_name or f"train-s{seed}")
-    best = run_train(data.data_yaml, run_dir, recipe, resume=resume)
-    if register:
-        recorded = recipe.to_dict() | {"real_positive_repeats": real_positive_repeats}
-        version = release_model(registry, best, data, recorded, parent=registry.champion() if start else None)
-        console.print(f"registered {version}; promote it with `wmstudio models promote {version}`")
+    recorded = recipe.to_dict() | {"real_positive_repeats": real_positive_repeats}
+    data_version = data.real.version() + "+" + data.synthetic.version()
+    with tracking.run(run_dir.name, "train", settings, {"data_version": data_version}):
+        tracking.log_params(recorded | {"data_version": data_version, "resume": resume})
+        best = run_train(data.data_yaml, run_dir, recipe, resume=resume)
+        tracking.log_training(run_dir)
+        if register:
+            version = release_model(registry, best, data, recorded, parent=registry.champion() if start else None)
+            console.print(f"registered {version}; promote it with `wmstudio models promote {version}`")
 
 
 @app.command()
@@ -205,10 +216,11 @@ def evaluate(
     from training.release import evaluate_version
     from training.robustness import VARIANTS
     from training.robustness_eval import format_table
+    from wmstudio import tracking
     from wmstudio.registry import Registry, RegistryError
 
     settings = get_settings()
-    registry = Registry(settings.registry_dir)
+    registry = Registry.from_settings(settings)
     version = version or registry.champion()
     if version is None:
         _fail("no model in the registry")
@@ -222,6 +234,7 @@ def evaluate(
         report = evaluate_version(registry, version, settings.state_dir, split, out, variants=chosen)
     except (RegistryError, FileNotFoundError) as exc:
         _fail(str(exc))
+    tracking.log_evaluation(version, report, out or registry.path(version) / "evaluation", settings)
     Console().print(format_table(report))
     Console().print_json(data={k: v for k, v in report["metrics"].items()})
 
@@ -236,12 +249,12 @@ def predict(
     """Detect watermarks in images; boxes are in original image pixels."""
     from wmstudio.imaging import ImageError, decode_image
     from wmstudio.predict import prediction_record
-    from wmstudio.registry import RegistryError
+    from wmstudio.registry import Registry, RegistryError
     from wmstudio.runtime import Detector
 
     settings = get_settings()
     try:
-        detector = Detector.from_registry(settings.registry_dir, version, settings.inference_threads)
+        detector = Detector.from_registry(Registry.from_settings(settings), version, settings.inference_threads)
     except RegistryError as exc:
         _fail(str(exc))
     failures = 0
@@ -288,7 +301,7 @@ def models_list() -> None:
     """Versions with their threshold and headline metrics."""
     from wmstudio.registry import Registry
 
-    registry = Registry(get_settings().registry_dir)
+    registry = Registry.from_settings(get_settings())
     champion = registry.champion()
     table = Table("version", "champion", "threshold", "data", "validation F1", "test F1")
     for version in registry.versions():
@@ -308,10 +321,11 @@ def models_list() -> None:
 @models_app.command("promote")
 def models_promote(version: str, reason: str = "manual promotion") -> None:
     """Make a version the champion (the API hot-reloads it)."""
-    from wmstudio.registry import Registry, RegistryError
+    from wmstudio.mlflow_registry import tracked_registry
+    from wmstudio.registry import RegistryError
 
     try:
-        Registry(get_settings().registry_dir).promote(version, reason)
+        tracked_registry(get_settings()).promote(version, reason)
     except RegistryError as exc:
         _fail(str(exc))
     console.print(f"{version} is now the champion")
@@ -319,11 +333,12 @@ def models_promote(version: str, reason: str = "manual promotion") -> None:
 
 def _move_version(action: str, version: str, reason: str) -> Path:
     """Reject or restore: both move a version between the registry and ``<state dir>/rejected``."""
-    from wmstudio.registry import Registry, RegistryError
+    from wmstudio.mlflow_registry import tracked_registry
+    from wmstudio.registry import RegistryError
 
     settings = get_settings()
     try:
-        return getattr(Registry(settings.registry_dir), action)(version, settings.state_dir / "rejected", reason)
+        return getattr(tracked_registry(settings), action)(version, settings.state_dir / "rejected", reason)
     except RegistryError as exc:
         _fail(str(exc))
 
@@ -349,13 +364,73 @@ def models_restore(
 @models_app.command("rollback")
 def models_rollback(reason: str = "manual rollback") -> None:
     """Return to the previous champion."""
-    from wmstudio.registry import Registry, RegistryError
+    from wmstudio.mlflow_registry import tracked_registry
+    from wmstudio.registry import RegistryError
 
     try:
-        version = Registry(get_settings().registry_dir).rollback(reason)
+        version = tracked_registry(get_settings()).rollback(reason)
     except RegistryError as exc:
         _fail(str(exc))
     console.print(f"rolled back to {version}")
+
+
+@models_app.command("history")
+def models_history() -> None:
+    """Every version ever registered: figures and the last decision (models/history.json + registry)."""
+    from wmstudio.model_history import build_history, read_history
+    from wmstudio.registry import HISTORY_FILE, Registry
+
+    settings = get_settings()
+    registry = Registry.from_settings(settings)
+    bundled = settings.bundled_models_dir / HISTORY_FILE
+    entries = build_history(registry, read_history(bundled if bundled.exists() else registry.root / HISTORY_FILE))
+    table = Table("version", "champion", "created", "parent", "threshold", "validation F1", "decision", "reason")
+    for entry in entries:
+        metrics = entry.get("metrics") or {}
+        table.add_row(
+            entry["version"],
+            "*" if entry.get("champion") else "",
+            str(entry.get("created", ""))[:10],
+            str(entry.get("parent") or ""),
+            str(entry.get("threshold", "")),
+            str(entry.get("validation_f1", metrics.get("val_f1", ""))),
+            str(entry.get("decision", "")),
+            str(entry.get("reason", ""))[:80],
+        )
+    Console().print(table)
+
+
+@models_app.command("bundle")
+def models_bundle(
+    to: Annotated[Path | None, typer.Option(help="Folder to write (default: bundled_models_dir, models/).")] = None,
+) -> None:
+    """Ship the champion: copy it (ONNX, card, evaluation; no .pt) into models/, drop the other versions
+    there and merge every version's figures into models/history.json. Commit the result."""
+    from wmstudio.model_history import bundle
+    from wmstudio.registry import Registry, RegistryError
+
+    settings = get_settings()
+    target = to or settings.bundled_models_dir
+    try:
+        champion = bundle(Registry.from_settings(settings), target)
+    except RegistryError as exc:
+        _fail(str(exc))
+    console.print(f"{target} now holds {champion} (served files only) and history.json")
+
+
+@models_app.command("sync-mlflow")
+def models_sync_mlflow() -> None:
+    """Backfill MLflow: register versions it lacks, one run per history.json entry, the champion alias."""
+    _setup()
+    from wmstudio.mlflow_registry import sync
+    from wmstudio.registry import RegistryError
+
+    settings = get_settings()
+    try:
+        summary = sync(settings)
+    except RegistryError as exc:
+        _fail(str(exc))
+    print(json.dumps(summary | {"tracking_uri": settings.resolved_mlflow_tracking_uri}, indent=1))
 
 
 # Command groups that live beside their code: each module exposes a light ``app`` (typer)

@@ -131,7 +131,7 @@ def labels(
     model_dir = None
     if model:
         try:
-            model_dir = Registry(settings.registry_dir).path(model)
+            model_dir = Registry.from_settings(settings).path(model)
         except RegistryError as exc:
             _fail(str(exc))
     dataset = _dataset(target, name)

@@ -54,14 +54,14 @@ def build(
     """Score unlabelled photos with the model and rank them (uncertainty + diversity) as pending items."""
     _setup()
     from curation.queue import add_pool_folder, build_queue
-    from wmstudio.registry import RegistryError
+    from wmstudio.registry import Registry, RegistryError
     from wmstudio.runtime import Detector
     from wmstudio.settings import get_settings
     from wmstudio.store.session import transaction
 
     settings = get_settings()
     try:
-        detector = Detector.from_registry(settings.registry_dir, version, settings.inference_threads)
+        detector = Detector.from_registry(Registry.from_settings(settings), version, settings.inference_threads)
     except RegistryError as exc:
         _fail(str(exc))
     pool = settings.queue_pool_dataset

@@ -96,7 +96,7 @@ def load_detector(settings: Settings, model_dir: Path | None = None) -> tuple[De
     from wmstudio.runtime import Detector
 
     try:
-        folder = model_dir or Registry(settings.registry_dir).champion_path()
+        folder = model_dir or Registry.from_settings(settings).champion_path()
     except RegistryError as exc:
         log.warning("no detector: %s", exc)
         return None

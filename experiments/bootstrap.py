@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--by-layout", action="store_true", help="also score one-mark and repeated-mark photos apart")
     args = parser.parse_args()
     settings = get_settings()
-    registry = Registry(settings.registry_dir)
+    registry = Registry.from_settings(settings)
     folders = [registry.path(version) for version in args.versions]  # unknown versions fail first
     items = default_sets(settings.state_dir / "datasets", args.split).get(args.set)
     if not items:

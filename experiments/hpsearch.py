@@ -138,8 +138,8 @@ def main() -> None:
     done = {r["trial"] for r in results}
     warm_start = None
     if not args.from_scratch:
-        registry = Registry(get_settings().registry_dir)
-        warm_start = str(registry.champion_path() / "model.pt")
+        registry = Registry.from_settings(get_settings())
+        warm_start = str(registry.weights(registry.champion_path().name))
     for name in args.trials.split(","):
         if name in done:
             continue  # resumable: finished trials are kept

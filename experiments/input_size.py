@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args()
     settings = get_settings()
-    version_dir = Registry(settings.registry_dir).resolve(args.version)
+    version_dir = Registry.from_settings(settings).resolve(args.version)
     sets = default_sets(settings.datasets_dir, "val")
     brands = json.loads((version_dir / "model_card.json").read_text())["classes"]
     rows = []

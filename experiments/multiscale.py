@@ -69,7 +69,7 @@ def compare_sizes(registry: Registry, version: str, extra_sizes: Sequence[int], 
     base = Detector.from_version_dir(source)
     trials = [score_on_validation(base, val_sets)]
     with tempfile.TemporaryDirectory() as scratch:
-        onnx = export_onnx(source / "model.pt", base.imgsz, Path(scratch) / "dynamic.onnx", dynamic=True)
+        onnx = export_onnx(registry.weights(version), base.imgsz, Path(scratch) / "dynamic.onnx", dynamic=True)
         for size in extra_sizes:
             detector = Detector(onnx, base.classes, base.imgsz, base.threshold, version, 2, base.card, (size,))
             trials.append(score_on_validation(detector, val_sets))
@@ -78,12 +78,11 @@ def compare_sizes(registry: Registry, version: str, extra_sizes: Sequence[int], 
 
 def register_multiscale(registry: Registry, version: str, extra_sizes: Sequence[int], state_dir: Path) -> dict:
     """A new version: the source's network and recipe, run at its size plus ``extra_sizes``."""
-    source = registry.path(version)
     card = registry.card(version)
     data = default_data(state_dir)
     new = register_model(
         registry,
-        source / "model.pt",
+        registry.weights(version),
         card["classes"],
         int(card["imgsz"]),
         float(card["threshold"]),
@@ -119,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = get_settings()
-    registry = Registry(settings.registry_dir)
+    registry = Registry.from_settings(settings)
     requested = args.register or args.sizes
     if any(size < 32 or size % 32 for size in requested):
         parser.error("input sizes must be multiples of 32 (the network's stride), at least 32")

@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--scores", default=",".join(str(s) for s in DEFAULT_SCORES))
     args = parser.parse_args()
     settings = get_settings()
-    registry = Registry(settings.registry_dir)
+    registry = Registry.from_settings(settings)
     detector = Detector.from_version_dir(registry.resolve(args.version))
     sets = default_sets(settings.datasets_dir, args.split)
     items = [entry for items in sets.values() for entry in items]

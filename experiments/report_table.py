@@ -21,7 +21,7 @@ def _fmt(value: float) -> str:
 
 
 def table(version: str | None = None) -> str:
-    registry = Registry(get_settings().registry_dir)
+    registry = Registry.from_settings(get_settings())
     version = version or registry.champion()
     folder = registry.path(version)
     card = registry.card(version)

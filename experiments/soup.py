@@ -47,7 +47,7 @@ def resolve_source(registry: Registry, source: str) -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"no weights file {path}")
         return path
-    return registry.path(source) / "model.pt"
+    return registry.weights(source)  # a version bundled from git has no weights: say so, clearly
 
 
 def normalised(weights: Sequence[float] | None, count: int) -> list[float]:
@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = get_settings()
-    registry = Registry(settings.registry_dir)
+    registry = Registry.from_settings(settings)
     base_version = next((s for s in args.sources if not s.endswith(".pt")), None) or registry.champion()
     if args.register:
         card = register_soup(registry, base_version, args.sources, weights, settings.state_dir)

@@ -48,10 +48,10 @@ class LoopSteps:
     """The real steps. Tests subclass it and replace ``train_and_release`` (minutes → milliseconds)."""
 
     def __init__(self, settings: Any, epochs: int = 10, hours: float = 0.25, k: int | None = None) -> None:
-        from wmstudio.registry import Registry
+        from wmstudio.mlflow_registry import tracked_registry
 
         self.settings = settings
-        self.registry = Registry(settings.registry_dir)
+        self.registry = tracked_registry(settings)  # promotions also move MLflow's champion alias
         self.epochs, self.hours = epochs, hours
         self.k = k or settings.queue_batch_size
 
@@ -119,7 +119,9 @@ class LoopSteps:
             *(Source(manifest, root, 3, 2) for manifest, root in human),  # people's labels weigh more
         ]
         data_yaml = write_yolo_dataset(sources, run_dir / "yolo")
-        start = str(self.registry.champion_path() / "model.pt") if champion else None
+        from wmstudio.mlflow_registry import warm_start_weights
+
+        start = str(warm_start_weights(self.registry, champion, self.settings)) if champion else None
         imgsz = int(self.registry.card(champion).get("imgsz", 320)) if champion else 320
         recipe = TrainRecipe(imgsz=imgsz, epochs=self.epochs, time_hours=self.hours or None, warm_start=start)
         best = train(data_yaml, run_dir / "train", recipe)
@@ -159,6 +161,12 @@ class LoopSteps:
 
     def push(self) -> dict:
         return asdict(self.label_studio().push(self.transaction, self.k))
+
+    def tag_rejected(self, version: str, reason: str) -> None:
+        """The gate kept the champion: the challenger stays registered, MLflow marks it rejected."""
+        from wmstudio.mlflow_registry import tag_version
+
+        tag_version(version, "rejected", reason, self.settings)
 
 
 # --- orchestration -----------------------------------------------------------------------------
@@ -200,6 +208,7 @@ def run_once(steps: LoopSteps, config: GateConfig, loop_dir: Path, min_new_label
             record["decision"] = "promoted"
         else:
             record["decision"] = "rejected"
+            steps.tag_rejected(outcome.version, f"active-learning loop {run_id}: {decision.summary()}")
         record["reason"] = decision.summary()
     record["champion_after"] = steps.registry.champion()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import socket
@@ -38,6 +39,44 @@ def bundled_registry() -> Path:
     if not (BUNDLED_REGISTRY / "registry.json").exists():
         pytest.skip("no bundled model in models/")
     return BUNDLED_REGISTRY
+
+
+def untrained_version(folder: Path, imgsz: int = 64) -> Path:
+    """A version folder with PyTorch weights (an untrained two-class network) and its ONNX export.
+
+    Git carries the champion's ONNX file only; code that needs ``model.pt`` (re-export, parity
+    with PyTorch) gets a real network of the right shape here in seconds, without training.
+    """
+    pytest.importorskip("ultralytics")
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
+    from training.export import export_onnx
+    from wmstudio.brands import BRANDS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    network = YOLO("yolo11n.yaml")
+    network.model = DetectionModel("yolo11n.yaml", nc=len(BRANDS), verbose=False)
+    network.model.names = dict(enumerate(BRANDS))
+    network.save(folder / "model.pt")
+    export_onnx(folder / "model.pt", imgsz, folder / "model.onnx")
+    card = {"version": folder.name, "classes": list(BRANDS), "imgsz": imgsz, "threshold": 0.5}
+    (folder / "model_card.json").write_text(json.dumps(card))
+    return folder
+
+
+def trained_champion(bundled: Path) -> Path | None:
+    """The champion's folder with its trained weights beside its ONNX file, where this checkout has
+    them: the working registry of the default state dir (or a bundled copy from before weights
+    left git). None on a fresh clone."""
+    from wmstudio.registry import Registry
+
+    champion = Registry(bundled).champion()
+    state = Path(os.environ.get("WMSTUDIO_STATE_DIR", ROOT / ".wmstudio"))
+    for root in (bundled, state / "models"):
+        if champion and (root / champion / "model.pt").exists() and (root / champion / "model.onnx").exists():
+            return root / champion
+    return None
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -60,5 +60,7 @@ def test_predict_bad_file_is_reported_not_crashed(tmp_path, bundled_registry):
 def test_predict_without_model_is_a_clear_error(tmp_path):
     image = tmp_path / "a.jpg"
     image.write_bytes(encode(photo(), "JPEG"))
-    result = run_cli("predict", str(image), env={"WMSTUDIO_REGISTRY_DIR": str(tmp_path / "empty")})
+    # an empty registry is seeded from the bundled champion: with nothing bundled either, no model
+    env = {"WMSTUDIO_REGISTRY_DIR": str(tmp_path / "empty"), "WMSTUDIO_BUNDLED_MODELS_DIR": str(tmp_path / "none")}
+    result = run_cli("predict", str(image), env=env)
     assert result.returncode == 2 and "no model in the registry" in result.stderr

@@ -65,6 +65,7 @@ def api_down(monkeypatch: pytest.MonkeyPatch, seeded: dict) -> dict:
 @pytest.fixture
 def empty(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, api_server) -> Path:
     """A fresh state folder with the demo switched off and an empty registry: every empty state."""
+    monkeypatch.setenv("WMSTUDIO_BUNDLED_MODELS_DIR", str(tmp_path / "nothing-bundled"))  # else seeded from models/
     _environment(monkeypatch, tmp_path, tmp_path / "no-models", api_server.url)
     yield tmp_path
     get_settings.cache_clear()
@@ -283,6 +284,14 @@ def test_models_side_by_side_and_promote_with_confirmation(live):
     no_traceback(app)
     assert registry.champion() == "v1"
     assert [h["action"] for h in registry.history()][-2:] == ["promote", "rollback"]
+    # the decisions reached MLflow (embedded store in the state dir): alias, tags, links on the page
+    from wmstudio import tracking
+
+    mlflow = tracking.client(get_settings())
+    champion = mlflow.get_model_version_by_alias(get_settings().mlflow_model_name, "champion")
+    assert champion.tags["wmstudio_version"] == "v1" and champion.tags["reason"] == "rolled back in the dashboard"
+    assert "#/experiments/" in texts(app, "markdown") and "/runs/" in texts(app, "markdown")
+    assert "v1 ★" in app.dataframe[-3].value["version"].tolist()  # every version so far, champion marked
 
 
 # --- upload ------------------------------------------------------------------------------------

@@ -114,6 +114,9 @@ class FakeSteps(LoopSteps):
             raise LabelStudioUnavailable("cannot reach Label Studio (test)")
         return {"created": 0}
 
+    def tag_rejected(self, version: str, reason: str) -> None:
+        self.calls.append(f"tag-rejected {version}")
+
 
 @pytest.fixture
 def registry_root(tmp_path: Path, bundled_registry: Path) -> Path:
@@ -142,6 +145,7 @@ def test_loop_keeps_the_champion_when_the_gate_fails(registry_root: Path, tmp_pa
     record = run_once(steps, CONFIG, tmp_path / "loop")
     assert record["decision"] == "rejected" and "val_other_fp_rate" in record["reason"]
     assert steps.registry.champion() == before and record["challenger"] in steps.registry.versions()
+    assert f"tag-rejected {record['challenger']}" in steps.calls  # MLflow marks the kept challenger rejected
 
 
 def test_loop_skips_training_without_new_labels_and_survives_label_studio_down(

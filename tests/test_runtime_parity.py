@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from app.examples import synthetic_examples
-from tests.conftest import BUNDLED_REGISTRY
+from tests.conftest import trained_champion, untrained_version
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
 from wmstudio.runtime.detector import ModelInputError
@@ -18,11 +20,32 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def models(bundled_registry):
+def weighted(bundled_registry, tmp_path_factory) -> tuple[Path, bool]:
+    """A version whose ONNX file was exported from the ``model.pt`` beside it, and whether it is trained.
+
+    Git carries the champion's ONNX file only. Where this checkout has its weights (the working
+    registry) the trained champion is compared; otherwise an untrained network of the champion's
+    input size, which still checks the runtime's numbers against PyTorch but finds no marks.
+    """
+    pytest.importorskip("torch")
+    trained = trained_champion(bundled_registry)
+    if trained is not None:
+        return trained, True
+    imgsz = Registry(bundled_registry).card(Registry(bundled_registry).champion())["imgsz"]
+    return untrained_version(tmp_path_factory.mktemp("untrained") / "v1", imgsz), False
+
+
+def needs_trained(weighted: tuple[Path, bool]) -> None:
+    if not weighted[1]:
+        pytest.skip("needs the champion's trained weights (model.pt is not in git: train, or fetch it from MLflow)")
+
+
+@pytest.fixture(scope="module")
+def models(weighted):
     torch = pytest.importorskip("torch")
     from ultralytics import YOLO
 
-    folder = Registry(bundled_registry).champion_path()
+    folder = weighted[0]
     detector = Detector.from_version_dir(folder)
     detector = detector.network_only()  # parity is the network's; the verifier is tested on its own
     yolo = YOLO(str(folder / "model.pt"))
@@ -59,10 +82,11 @@ def test_raw_outputs_match_on_the_same_input(models, images):
         np.testing.assert_allclose(onnx_out[0, :4], torch_out[0, :4], atol=2e-2)  # box pixels
 
 
-def test_detections_match_ultralytics_predict(models, images):
+def test_detections_match_ultralytics_predict(models, images, weighted):
     """Same input pixels on both sides (our letterboxed canvas, for which Ultralytics' own
     letterbox is the identity): our decoding, NMS and mapping back to original pixels must give
     Ultralytics' boxes and scores. Resize kernels are compared separately by the geometry tests."""
+    needs_trained(weighted)
     detector, yolo, _ = models
     if detector.extra_sizes:
         pytest.skip("a multi-size version pools its sizes; Ultralytics' predict runs one")
@@ -94,13 +118,13 @@ def test_a_static_onnx_file_refuses_extra_input_sizes(bundled_registry):
 
 
 @pytest.fixture(scope="module")
-def multi_size(models, tmp_path_factory):
+def multi_size(models, weighted, tmp_path_factory):
     """The champion's network exported with dynamic height and width, run at two sizes."""
     from training.export import export_onnx
 
     detector, yolo, torch = models
     folder = tmp_path_factory.mktemp("dynamic")
-    weights = Registry(BUNDLED_REGISTRY).champion_path() / "model.pt"
+    weights = weighted[0] / "model.pt"
     onnx = export_onnx(weights, detector.imgsz, folder / "dynamic.onnx", dynamic=True)
     extra = detector.imgsz + 96
     return Detector(onnx, detector.classes, detector.imgsz, detector.threshold, extra_sizes=(extra,)), yolo, torch
@@ -119,8 +143,9 @@ def test_a_dynamic_export_matches_pytorch_at_every_size(multi_size, images):
         np.testing.assert_allclose(onnx_out[0, 4:], torch_out[0, 4:], atol=2e-4)
 
 
-def test_sizes_are_pooled_into_one_set_of_non_overlapping_candidates(multi_size, images):
+def test_sizes_are_pooled_into_one_set_of_non_overlapping_candidates(multi_size, images, weighted):
     """Each reported candidate comes from one of the sizes, and one NMS runs over all of them."""
+    needs_trained(weighted)
     detector = multi_size[0]
     pooled_any = False
     for image in images:

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
+from wmstudio.registry import Registry
 
 pytestmark = pytest.mark.model
 
@@ -45,24 +46,29 @@ def test_scripts_name_an_unknown_version_without_a_traceback(script, tmp_path):
 # report_table reads only the model card, so it needs no datasets.
 @pytest.mark.parametrize("script", [script for script in SCRIPTS if script != "experiments.report_table"])
 def test_scripts_say_how_to_get_missing_datasets(script, tmp_path, bundled_registry):
-    done = _run(script, tmp_path, "v1")
+    done = _run(script, tmp_path, Registry(bundled_registry).champion())  # the state dir is seeded with it
     assert done.returncode == 1
     assert "wmstudio train" in done.stderr
     assert "Traceback" not in done.stderr
 
 
 def test_multiscale_refuses_a_size_the_network_cannot_take(tmp_path, bundled_registry):
-    done = _run("experiments.multiscale", tmp_path, "v1", "--sizes", "400")
+    done = _run("experiments.multiscale", tmp_path, Registry(bundled_registry).champion(), "--sizes", "400")
     assert done.returncode == 2
     assert "multiples of 32" in done.stderr
     assert "Traceback" not in done.stderr
 
 
 def test_soup_names_an_unknown_source_then_missing_datasets(tmp_path, bundled_registry):
+    champion = Registry(bundled_registry).champion()
+    weights = [tmp_path / "a.pt", tmp_path / "b.pt"]  # resolved (they exist) before the data is looked for
+    for path in weights:
+        path.touch()
     for sources, message in (
-        (["v999", "v22"], "'v999' is not in the registry"),
-        (["v22", str(tmp_path / "missing.pt")], "no weights file"),
-        (["v21", "v22"], "wmstudio train"),
+        (["v999", champion], "'v999' is not in the registry"),
+        ([str(tmp_path / "missing.pt"), champion], "no weights file"),
+        ([champion, str(weights[0])], "no PyTorch weights"),  # git carries the champion's ONNX file only
+        ([str(path) for path in weights], "wmstudio train"),
     ):
         done = _run("experiments.soup", tmp_path, *sources)
         assert done.returncode == 1, done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from experiments import soup
+from tests.conftest import untrained_version
 from wmstudio.registry import Registry
 
 pytestmark = pytest.mark.model
@@ -35,13 +36,15 @@ def test_a_soup_s_recipe_says_it_was_averaged_not_trained():
 
 
 @pytest.mark.slow
-def test_soup_is_the_weighted_average_and_loads(bundled_registry, tmp_path):
+def test_soup_is_the_weighted_average_and_loads(tmp_path):
     pytest.importorskip("ultralytics")
     import torch
     from ultralytics import YOLO
 
-    registry = Registry(bundled_registry)
-    first, second = (soup.resolve_source(registry, v) for v in ("v21", "v22"))
+    registry = Registry(tmp_path / "models")  # two versions with weights (git carries none)
+    for version in ("v1", "v2"):
+        untrained_version(registry.root / version)
+    first, second = (soup.resolve_source(registry, v) for v in ("v1", "v2"))
     out = soup.average_checkpoints([first, second], [0.25, 0.75], tmp_path / "soup.pt")
     a, b, mixed = _state(first), _state(second), _state(out)
     for key, value in mixed.items():
@@ -62,14 +65,14 @@ def test_soup_is_the_weighted_average_and_loads(bundled_registry, tmp_path):
 
 
 @pytest.mark.slow
-def test_different_architectures_are_refused(bundled_registry, tmp_path):
+def test_different_architectures_are_refused(tmp_path):
     pytest.importorskip("ultralytics")
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
     other = tmp_path / "three-classes.pt"
     torch.save({"model": DetectionModel("yolo11n.yaml", nc=3, verbose=False)}, other)
-    source = soup.resolve_source(Registry(bundled_registry), "v22")
+    source = soup.resolve_source(Registry(tmp_path), untrained_version(tmp_path / "v1").name)
     with pytest.raises(ValueError, match="not the same architecture"):
         soup.average_checkpoints([source, other], [0.5, 0.5], tmp_path / "soup.pt")
 

@@ -101,3 +101,74 @@ def test_tiny_train_export_predict(tmp_path, caplog, monkeypatch):
     # the recipe's mosaic probability reaches the trainer (its args.yaml is what it ran with)
     assert yaml.safe_load((tmp_path / "runs" / "tiny" / "args.yaml").read_text())["mosaic"] == 1.0
     assert yaml.safe_load((tmp_path / "runs" / "warm" / "args.yaml").read_text())["mosaic"] == 0.0
+
+
+@pytest.mark.slow
+def test_wmstudio_train_creates_an_mlflow_run_and_promote_moves_the_champion_alias(tmp_path, monkeypatch):
+    """`wmstudio train` (a one-epoch recipe on tiny data) is one MLflow run: recipe, data version,
+    per-epoch and final metrics, plots, the ONNX file; the release registers the version and
+    `wmstudio models promote` moves the `champion` alias. Embedded SQLite store in the state dir."""
+    pytest.importorskip("ultralytics")
+    from typer.testing import CliRunner
+
+    import training.pipeline
+    from cli.main import app
+    from wmstudio import tracking
+    from wmstudio.settings import get_settings
+
+    backgrounds = write_scenes(tmp_path / "scenes", 10, seed=1, size=(160, 120))
+    synth_dir = tmp_path / "synth"
+    manifest = build_synthetic(
+        synth_dir, None, counts={"train": 16, "val": 10, "test": 10}, seed=2, extra_backgrounds=backgrounds
+    )
+    data_yaml = write_yolo_dataset([Source(manifest, synth_dir)], tmp_path / "yolo")
+    tiny = PreparedData(manifest, synth_dir, manifest, synth_dir, data_yaml)  # the tiny set stands in for both
+    monkeypatch.setattr(training.pipeline, "prepare_default_data", lambda *args, **kwargs: tiny)
+    env = {
+        "WMSTUDIO_STATE_DIR": str(tmp_path / "state"),
+        "WMSTUDIO_REGISTRY_DIR": str(tmp_path / "state" / "models"),
+        "WMSTUDIO_BUNDLED_MODELS_DIR": str(tmp_path / "nothing-bundled"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    try:
+        args = ["train", "--hours", "0", "--epochs", "1", "--imgsz", "64", "--synth-train", "16", "--run-name", "tiny"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        settings = get_settings()
+        registry = Registry(settings.registry_dir)
+        assert registry.versions() == ["v1"]
+        card = registry.card("v1")
+        mlflow = tracking.client(settings)
+        experiment = tracking.experiment_id(mlflow, settings)
+        [run] = mlflow.search_runs([experiment], "tags.wmstudio_kind = 'train'")
+        assert run.info.status == "FINISHED" and run.info.run_id == card["mlflow"]["run_id"]
+        assert run.data.tags["wmstudio_version"] == "v1" and run.data.tags["data_version"] == card["data_version"]
+        assert run.data.params["imgsz"] == "64" and run.data.params["epochs"] == "1"
+        assert run.data.params["data_version"] == card["data_version"]
+        epochs = mlflow.get_metric_history(run.info.run_id, "metrics/mAP50B")
+        # per-epoch validation metrics from the trainer (then once more for best.pt's final validation)
+        steps = [metric.step for metric in epochs]
+        assert steps and steps[0] == 0 and steps == sorted(steps)
+        assert "train/box_loss" in run.data.metrics and "lr/pg0" in run.data.metrics
+        assert run.data.metrics["val_f1"] == pytest.approx(card["metrics"]["val_f1"])  # the release's figures
+        assert run.data.metrics["threshold"] == pytest.approx(card["threshold"])
+        assert any(key.startswith("validation.pipeline.synthetic.") for key in run.data.metrics)  # per variant
+        onnx = next(a for a in mlflow.list_artifacts(run.info.run_id, "model") if a.path == "model/model.onnx")
+        assert onnx.file_size == (registry.path("v1") / "model.onnx").stat().st_size > 100_000
+        training_files = {a.path for a in mlflow.list_artifacts(run.info.run_id, "training")}
+        assert "training/results.csv" in training_files and any(p.endswith(".png") for p in training_files)
+        evaluation = {a.path for a in mlflow.list_artifacts(run.info.run_id, "evaluation")}
+        assert {"evaluation/validation.json", "evaluation/test.json", "evaluation/test_f1.png"} <= evaluation
+        assert {a.path for a in mlflow.list_artifacts(run.info.run_id, "weights")} == {"weights/model.pt"}
+        registered = tracking.model_version(mlflow, settings, "v1")
+        assert registered.run_id == run.info.run_id and registered.tags["status"] == "candidate"
+
+        promoted = run_cli("models", "promote", "v1", "--reason", "tiny test", env=env)
+        assert promoted.returncode == 0, promoted.stderr
+        champion = mlflow.get_model_version_by_alias(settings.mlflow_model_name, "champion")
+        assert champion.version == registered.version and champion.tags["status"] == "champion"
+        assert champion.tags["reason"] == "tiny test" and registry.champion() == "v1"
+    finally:
+        get_settings.cache_clear()

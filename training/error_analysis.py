@@ -294,7 +294,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     settings = get_settings()
-    registry = Registry(settings.registry_dir)
+    registry = Registry.from_settings(settings)
     detector = Detector.from_version_dir(registry.path(args.version))
     sets = default_sets(settings.state_dir / "datasets", args.split)
     threshold = detector.threshold

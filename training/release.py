@@ -19,6 +19,7 @@ from training.pipeline import PreparedData, default_dirs
 from training.robustness import VARIANTS
 from training.robustness_eval import operating_threshold, predict_sets, save_report, score_variants
 from training.script_errors import exit_on_user_error
+from wmstudio import tracking
 from wmstudio.brands import BRANDS
 from wmstudio.data.manifest import Manifest
 from wmstudio.registry import Registry
@@ -109,6 +110,7 @@ def release_model(
         version=version,
     )
     calibrate_and_evaluate(registry, version, data)
+    tracking.log_release(registry, version)  # MLflow: metrics, evaluation files, ONNX; registers the version
     return version
 
 
@@ -215,9 +217,11 @@ def default_data(state_dir: Path) -> PreparedData:
 def rerelease(version: str) -> dict:
     """Recalibrate and re-evaluate a registered version under the current rules (the network unchanged)."""
     settings = get_settings()
-    registry = Registry(settings.registry_dir)
+    registry = Registry.from_settings(settings)
     registry.path(version)  # an unknown version is named before missing data
-    return calibrate_and_evaluate(registry, version, default_data(settings.state_dir))
+    card = calibrate_and_evaluate(registry, version, default_data(settings.state_dir))
+    tracking.log_release(registry, version, settings)  # MLflow: a new run and model version for the re-release
+    return card
 
 
 @exit_on_user_error

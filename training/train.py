@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from training.synth.compose import SynthConfig
+from wmstudio import tracking
 from wmstudio.offline import apply_offline_env
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,24 @@ def fine_tune_hyperparameters(recipe: TrainRecipe) -> dict:
     }
 
 
+def _own_tracking() -> None:
+    """Turn Ultralytics' MLflow integration off: with mlflow installed it would open runs of its own
+    (named after the run folder, ``mlflow.autolog()`` on, no run under pytest); ours is
+    :func:`_track_epochs` logging into the ``wmstudio train`` run, the same in tests and for real."""
+    from ultralytics.utils import SETTINGS
+
+    if SETTINGS.get("mlflow") is not False:
+        SETTINGS.update({"mlflow": False})
+
+
+def _track_epochs(trainer) -> None:
+    """Per-epoch losses, validation precision/recall/mAP and learning rates into the current MLflow run."""
+    metrics = dict(getattr(trainer, "metrics", None) or {}) | dict(getattr(trainer, "lr", None) or {})
+    if getattr(trainer, "tloss", None) is not None:
+        metrics |= trainer.label_loss_items(trainer.tloss, prefix="train")
+    tracking.log_epoch(int(trainer.epoch), {key: float(value) for key, value in metrics.items()})
+
+
 def train(data_yaml: Path, run_dir: Path, recipe: TrainRecipe, resume: bool = False) -> Path:
     """Run (or resume) training; returns the path of the best checkpoint."""
     apply_offline_env()
@@ -103,13 +122,17 @@ def train(data_yaml: Path, run_dir: Path, recipe: TrainRecipe, resume: bool = Fa
     from training.augment import geometric_hyperparameters, photometric_transforms
 
     _use_threads(recipe.threads)
+    _own_tracking()
     last = run_dir / "weights" / "last.pt"
     if resume and last.exists():
         log.info("resuming from %s", last)
         overrides = {"time": recipe.time_hours} if recipe.time_hours else {}
-        YOLO(str(last)).train(resume=True, **overrides)
+        resumed = YOLO(str(last))
+        resumed.add_callback("on_fit_epoch_end", _track_epochs)
+        resumed.train(resume=True, **overrides)
         return run_dir / "weights" / "best.pt"
     model = base_model(recipe)
+    model.add_callback("on_fit_epoch_end", _track_epochs)
     kwargs = {
         "data": str(data_yaml),
         "imgsz": recipe.imgsz,

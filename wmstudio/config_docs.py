@@ -18,11 +18,12 @@ def env_name(field: str) -> str:
 
 def config_table() -> str:
     lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    defaults: dict = {}  # earlier fields' defaults, for a default derived from them (registry_dir)
     for name, field in Settings.model_fields.items():
-        default = field.get_default(call_default_factory=True)
+        default = defaults[name] = field.get_default(call_default_factory=True, validated_data=defaults)
         if isinstance(default, list):
             default = ",".join(default) or "(empty)"
-        text = str(default).replace(str(PROJECT_ROOT.parent), "..").replace(str(PROJECT_ROOT), ".")
+        text = str(default).replace(str(PROJECT_ROOT), ".").replace(str(PROJECT_ROOT.parent), "..")
         lines.append(f"| `{env_name(name)}` | `{text or '(empty)'}` | {field.description or ''} |")
     return "\n".join(lines)
 

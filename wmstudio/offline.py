@@ -1,8 +1,8 @@
 """Stop every third-party phone-home before the libraries that make them are imported.
 
 Ultralytics downloads fonts and checks for updates, Gradio and Streamlit send analytics,
-albumentations checks PyPI, fastdup and Sentry report usage.  The machines this project runs
-on have no internet, so these calls would either hang or fail; setting the variables here,
+albumentations checks PyPI, fastdup, Sentry and MLflow report usage.  The machines this project
+runs on have no internet, so these calls would either hang or fail; setting the variables here,
 in code, means no person has to remember them.
 """
 
@@ -24,6 +24,8 @@ OFFLINE_ENV: dict[str, str] = {
     "FRONTEND_SENTRY_DSN": "",
     "COLLECT_ANALYTICS": "false",
     "LATEST_VERSION_CHECK": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
 }
 
 _FONT_CANDIDATES = (

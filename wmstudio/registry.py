@@ -2,38 +2,70 @@
 
 Layout::
 
-    models/
+    <state dir>/models/    the working registry (``settings.registry_dir``)
       registry.json        {"champion": "v1", "history": [{"version", "action", "time", ...}]}
       v1/model.onnx        served model (torch-free)
       v1/model.pt          PyTorch weights, for warm-starting the next version
       v1/model_card.json   version, classes, imgsz, threshold, data version, recipe, metrics
-      v1/evaluation.json   full evaluation; v1/plots/*.png
+      v1/evaluation/       evaluation JSON, Markdown and plots
 
 Promotion rewrites ``registry.json`` atomically; the API polls its modification time and
 hot-reloads, so promotion is the only deploy step a new model needs.
+
+Git carries only the champion (``models/``: its ONNX file, card and evaluation summaries, no
+``.pt``) plus ``history.json``, the figures of every earlier version. An empty working registry
+is seeded from it, so a fresh clone predicts and serves with no training; every version's runs,
+weights and files live in MLflow (:mod:`wmstudio.tracking`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wmstudio.settings import Settings
 
 REGISTRY_FILE = "registry.json"
+HISTORY_FILE = "history.json"
+WEIGHTS_FILE = "model.pt"
 VERSION_PATTERN = re.compile(r"^v(\d+)$")
+NOT_BUNDLED = ("*.pt", "*.ckpt", ".*")  # weights and scratch files never leave the working registry
+
+log = logging.getLogger(__name__)
 
 
 class RegistryError(RuntimeError):
     pass
 
 
+Listener = Callable[["Registry", dict], None]
+
+
 class Registry:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, listeners: Sequence[Listener] = ()) -> None:
+        """``listeners`` hear every recorded decision (promote, reject, restore, rollback), e.g.
+        :func:`wmstudio.mlflow_registry.tracked_registry` mirrors them to the MLflow model registry."""
         self.root = Path(root)
+        self.listeners = list(listeners)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, listeners: Sequence[Listener] = ()) -> Registry:
+        """The working registry, seeded from the bundled champion the first time it is opened empty."""
+        registry = cls(settings.registry_dir, listeners)
+        try:
+            seed_registry(registry.root, settings.bundled_models_dir)
+        except (OSError, RegistryError) as exc:  # a read-only or odd folder: readers say "no model" clearly
+            log.warning("could not seed %s from %s: %s", registry.root, settings.bundled_models_dir, exc)
+        return registry
 
     @property
     def index_path(self) -> Path:
@@ -86,6 +118,17 @@ class Registry:
             raise RegistryError(f"model version {version!r} is not in the registry at {self.root}")
         return folder
 
+    def weights(self, version: str) -> Path:
+        """The version's PyTorch weights (for a warm start); the bundled model ships ONNX only."""
+        path = self.path(version) / WEIGHTS_FILE
+        if not path.exists():
+            raise RegistryError(
+                f"{version} has no PyTorch weights ({path}): a model bundled from git ships ONNX only. "
+                "Train from scratch (leave out --warm-start), pass --warm-start PATH/TO/model.pt, or fetch the "
+                "weights from the MLflow server that registered the version."
+            )
+        return path
+
     def card(self, version: str) -> dict:
         return json.loads((self.path(version) / "model_card.json").read_text())
 
@@ -115,8 +158,11 @@ class Registry:
 
     def _record(self, data: dict, entry: dict) -> None:
         """Append a timestamped history entry to ``data`` and write the index."""
-        data.setdefault("history", []).append(entry | {"time": datetime.now(UTC).isoformat(timespec="seconds")})
+        entry = entry | {"time": datetime.now(UTC).isoformat(timespec="seconds")}
+        data.setdefault("history", []).append(entry)
         self._write(data)
+        for listener in self.listeners:
+            listener(self, entry)
 
     def promote(self, version: str, reason: str = "", action: str = "promote") -> None:
         self.path(version)  # must exist
@@ -176,3 +222,46 @@ class Registry:
     def stamp(self) -> float:
         """Changes whenever the champion changes (used by the API's hot reload)."""
         return self.index_path.stat().st_mtime if self.index_path.exists() else 0.0
+
+
+def copy_champion(source: Path, target: Path) -> str:
+    """Copy ``source``'s champion (no weights), its index and ``history.json`` into ``target``.
+
+    This is what git, the serving image and a fresh working registry carry: the served ONNX
+    file, the card and the evaluation summaries. The version folder arrives complete before the
+    index names it (staged, then renamed), so a reader never sees a half-copied champion.
+    """
+    origin = Registry(source)
+    champion = origin.champion()
+    if champion is None:
+        raise RegistryError(f"no champion in {source} to copy")
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target, prefix=".seed-"))
+    try:
+        shutil.copytree(origin.path(champion), staging / champion, ignore=shutil.ignore_patterns(*NOT_BUNDLED))
+        try:
+            os.replace(staging / champion, target / champion)  # replaces an empty (reserved) folder too
+        except OSError:
+            if not (target / champion / "model_card.json").exists():  # another process seeding at once won
+                raise
+        if (Path(source) / HISTORY_FILE).exists() and Path(source).resolve() != target.resolve():
+            shutil.copyfile(Path(source) / HISTORY_FILE, target / HISTORY_FILE)
+        Registry(target)._write(origin._read() | {"champion": champion})
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return champion
+
+
+def seed_registry(target: Path, bundled: Path) -> str | None:
+    """Fill a missing or empty working registry from the bundled champion; returns the version, or
+    None when there was nothing to do (a folder with anything in it is never touched, nor the
+    bundled folder itself, and there may be nothing bundled)."""
+    target, bundled = Path(target), Path(bundled)
+    if not (bundled / REGISTRY_FILE).exists() or target.resolve() == bundled.resolve():
+        return None
+    if target.is_dir() and any(target.iterdir()):
+        return None
+    champion = copy_champion(bundled, target)
+    log.info("seeded the model registry %s with the bundled champion %s", target, champion)
+    return champion

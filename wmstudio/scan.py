@@ -74,12 +74,12 @@ def scan_records(entries: Iterable[Entry], base: Path, min_score: float | None) 
     """Run the champion model over the entries; relative paths are relative to ``base``."""
     from wmstudio.imaging import ImageError, decode_image
     from wmstudio.predict import prediction_record
-    from wmstudio.registry import RegistryError
+    from wmstudio.registry import Registry, RegistryError
     from wmstudio.runtime import Detector
 
     settings = get_settings()
     try:
-        detector = Detector.from_registry(settings.registry_dir, threads=settings.inference_threads)
+        detector = Detector.from_registry(Registry.from_settings(settings), threads=settings.inference_threads)
     except RegistryError as exc:
         raise ScanError(str(exc)) from exc
     for entry in entries:

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -31,12 +31,35 @@ class Settings(BaseSettings):
         description="Folder holding the provided data (listings/, houses/).",
     )
     registry_dir: Path = Field(
+        default_factory=lambda data: data["state_dir"] / "models",
+        description="Working model registry: one sub-folder per version plus the champion pointer (default: "
+        "state_dir/models, seeded from bundled_models_dir when empty).",
+    )
+    bundled_models_dir: Path = Field(
         default=PROJECT_ROOT / "models",
-        description="Model registry: one sub-folder per version plus the champion pointer.",
+        description="The committed champion (ONNX, card, history.json) that seeds an empty registry_dir.",
     )
     database_url: str = Field(
         default="",
         description="SQLAlchemy URL of the dataset store; empty means SQLite in state_dir.",
+    )
+
+    # --- experiment tracking (MLflow) ----------------------------------------------------
+    mlflow_tracking_uri: str = Field(
+        default="",
+        validation_alias=AliasChoices("WMSTUDIO_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
+        description="MLflow server for runs and the model registry (also read from MLFLOW_TRACKING_URI); empty: "
+        "embedded SQLite state_dir/mlflow.db with artifacts in state_dir/mlartifacts.",
+    )
+    mlflow_enabled: bool = Field(default=True, description="Log trainings, releases and evaluations to MLflow.")
+    mlflow_experiment: str = Field(default="watermark-studio", description="MLflow experiment of every run.")
+    mlflow_model_name: str = Field(
+        default="watermark-detector", description="Registered model in the MLflow model registry (alias champion)."
+    )
+    mlflow_ui_url: str = Field(
+        default="",
+        description="Base URL of the MLflow UI the dashboard links to (empty: the tracking URI when it is http(s), "
+        "else http://127.0.0.1:5000 as `make mlflow-ui` serves it).",
     )
 
     # --- serving -------------------------------------------------------------------------
@@ -172,6 +195,25 @@ class Settings(BaseSettings):
     @property
     def datasets_dir(self) -> Path:
         return self.state_dir / "datasets"
+
+    @property
+    def resolved_mlflow_tracking_uri(self) -> str:
+        """The MLflow tracking URI: the configured server, else the embedded SQLite file."""
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        """Artifact folder of the embedded store (a server keeps its own)."""
+        return (self.state_dir / "mlartifacts").resolve()
+
+    @property
+    def resolved_mlflow_ui_url(self) -> str:
+        """Where a person opens the MLflow UI (dashboard links)."""
+        if self.mlflow_ui_url:
+            return self.mlflow_ui_url.rstrip("/")
+        if self.mlflow_tracking_uri.startswith(("http://", "https://")):
+            return self.mlflow_tracking_uri.rstrip("/")
+        return "http://127.0.0.1:5000"
 
     @property
     def runs_dir(self) -> Path:

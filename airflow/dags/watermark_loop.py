@@ -42,11 +42,11 @@ CHALLENGER = '$(ls -1 "$WMSTUDIO_REGISTRY_DIR" | grep -E "^v[0-9]+$" | sort -V |
 # package's own function: the same code ``wmstudio loop`` uses, not a second implementation.
 PROMOTE_IF_BETTER = """python - <<'PY'
 from wmstudio.gate import GateConfig, gate
-from wmstudio.registry import Registry
+from wmstudio.mlflow_registry import tag_version, tracked_registry
 from wmstudio.settings import get_settings
 
 settings = get_settings()
-registry = Registry(settings.registry_dir)
+registry = tracked_registry(settings)  # a promotion also moves MLflow's champion alias
 challenger, champion = registry.versions()[-1], registry.champion()
 if challenger == champion:
     print(f"{challenger} is already the champion: nothing to promote")
@@ -57,6 +57,8 @@ else:
     print(f"{challenger} vs {champion}: {decision.summary()}")
     if decision.passed:
         registry.promote(challenger, f"airflow watermark_loop: {decision.summary()}")
+    else:
+        tag_version(challenger, "rejected", f"airflow watermark_loop: {decision.summary()}", settings)
 PY
 wmstudio models list"""
 

@@ -42,7 +42,10 @@ class Context:
 
     @cached_property
     def registry(self) -> Registry:
-        return Registry(self.settings.registry_dir)
+        """The working registry (seeded from the bundled champion); promotions also reach MLflow."""
+        from wmstudio.mlflow_registry import tracked_registry
+
+        return tracked_registry(self.settings)
 
     @property
     def dataset_dir(self) -> Path | None:

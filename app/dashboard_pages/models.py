@@ -28,6 +28,8 @@ HEADLINE = (
     "test_real_f1",
     "test_other_fp_rate",
 )
+# Headline figures of older cards (before the validation-only gate) in the version history table.
+OLDER_HEADLINE = ("real_test_f1", "synthetic_test_ap50", "synthetic_other_fp_rate")
 
 
 def _cards(registry: Registry) -> dict[str, dict]:
@@ -76,6 +78,49 @@ def _side_by_side(cards: dict[str, dict], champion: str | None) -> None:
         .properties(width=110, height=200)
     )
     st.altair_chart(chart)
+
+
+def _mlflow_links(context: Context, cards: dict[str, dict]) -> None:
+    """Each version's MLflow run and model version (ids written into the card at release)."""
+    from wmstudio.mlflow_registry import ui_links
+
+    lines = []
+    for version, card in reversed(cards.items()):
+        links = ui_links(card, context.settings)
+        if links:
+            lines.append(f"- **{version}**: " + " · ".join(f"[{name}]({url})" for name, url in links.items()))
+    ui = context.settings.resolved_mlflow_ui_url
+    if lines:
+        st.markdown("\n".join(lines))
+    else:
+        st.caption("No version here was logged to MLflow yet: `wmstudio models sync-mlflow` registers them.")
+    st.caption(f"MLflow UI: {ui} (`make mlflow-ui` serves the embedded store).")
+
+
+def _earlier_versions(context: Context, registry: Registry) -> None:
+    """Figures of every version ever registered (git keeps only the champion's files)."""
+    from wmstudio.model_history import build_history, read_history
+    from wmstudio.registry import HISTORY_FILE
+
+    bundled = context.settings.bundled_models_dir / HISTORY_FILE
+    entries = build_history(registry, read_history(bundled if bundled.exists() else registry.root / HISTORY_FILE))
+    if not entries:
+        st.caption("No version history yet.")
+        return
+    rows = [
+        {
+            "version": entry["version"] + (" ★" if entry.get("champion") else ""),
+            "created": str(entry.get("created", ""))[:10],
+            "parent": entry.get("parent") or "",
+            "threshold": entry.get("threshold"),
+            "validation F1": entry.get("validation_f1"),
+            **{k: v for k, v in (entry.get("metrics") or {}).items() if k in HEADLINE + OLDER_HEADLINE},
+            "decision": entry.get("decision", ""),
+            "reason": entry.get("reason", ""),
+        }
+        for entry in reversed(entries)
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
 def _evaluation(folder: Path, name: str) -> dict | None:
@@ -222,6 +267,10 @@ def render(context: Context) -> None:
     chosen = st.multiselect("Versions", list(cards), default=list(cards)[-3:], key="m_versions")
     _pr_curves(registry, chosen)
     _variant_heatmaps(registry, chosen)
+    st.subheader("Experiment tracking (MLflow)")
+    guarded(lambda: _mlflow_links(context, cards), "build the MLflow links")
+    st.subheader("Every version so far")
+    guarded(lambda: _earlier_versions(context, registry), "read the version history")
     st.subheader("Champion / challenger history")
     _history(context, registry)
     st.subheader("Promote or roll back")

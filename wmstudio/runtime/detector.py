@@ -17,6 +17,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
@@ -25,6 +26,9 @@ from PIL import Image
 from wmstudio.runtime.postprocess import MAX_DETECTIONS, decode_yolo, nms
 from wmstudio.runtime.preprocess import letterbox
 from wmstudio.runtime.verifier import Verifier
+
+if TYPE_CHECKING:
+    from wmstudio.registry import Registry
 
 CANDIDATE_FLOOR = 0.01  # raw candidates kept for heatmaps, PR curves and uncertainty
 
@@ -136,11 +140,12 @@ class Detector:
         return alone
 
     @classmethod
-    def from_registry(cls, registry_dir: Path, version: str | None = None, threads: int = 2) -> Detector:
+    def from_registry(cls, registry: Registry | Path, version: str | None = None, threads: int = 2) -> Detector:
         """The named version, or the champion; raises ``RegistryError`` when there is none."""
         from wmstudio.registry import Registry
 
-        return cls.from_version_dir(Registry(registry_dir).resolve(version), threads)
+        registry = registry if isinstance(registry, Registry) else Registry(registry)
+        return cls.from_version_dir(registry.resolve(version), threads)
 
     def raw(self, tensor: np.ndarray) -> np.ndarray:
         """The model's raw output for a pre-processed input (for parity tests)."""

@@ -1,0 +1,313 @@
+"""MLflow tracking, the model registry's champion alias, and what git carries of the models.
+
+Against the real thing: MLflow's embedded SQLite store in a temporary state folder, the
+``wmstudio`` CLI as a fresh process, and one real ``mlflow server`` process on 127.0.0.1.
+(The short ``wmstudio train`` that creates a run with metrics and the ONNX artifact is in
+tests/test_train_e2e.py, with the other trainings.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, encode, free_port, photo, run_cli, wait_for
+from wmstudio import mlflow_registry, tracking
+from wmstudio.model_history import build_history, bundle, read_history
+from wmstudio.registry import HISTORY_FILE, Registry
+from wmstudio.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+MODEL = "watermark-detector"
+
+
+def _fake_registry(root: Path, versions: int) -> Registry:
+    """Versions with the files a release leaves: ONNX, weights, card with metrics, evaluation files."""
+    registry = Registry(root)
+    for number in range(1, versions + 1):
+        version = f"v{number}"
+        card = {
+            "version": version,
+            "created": f"2026-12-0{number}T10:00:00+00:00",
+            "parent": f"v{number - 1}" if number > 1 else None,
+            "imgsz": 64,
+            "threshold": 0.4 + number / 100,
+            "data_version": "real+synth",
+            "recipe": {"epochs": number, "synth": {"opacity": [0.25, 0.9]}},
+            "metrics": {"val_f1": 0.5 + number / 10, "val_real_worst_variant": "crop"},
+        }
+        registry.write_card(version, card)
+        (root / version / "model.onnx").write_bytes(b"onnx-" + version.encode() * 64)
+        (root / version / "model.pt").write_bytes(b"weights-" + version.encode() * 64)
+        evaluation = root / version / "evaluation"
+        evaluation.mkdir()
+        summary = {"other_mark_fp_rate": 0.0, "per_brand": {"rumah123": {"positives": 4, "f1": 0.75, "ap50": 0.8}}}
+        report = {"thresholds": {"pipeline": 0.4}, "stages": {"pipeline": {"real": {"crop": summary}}}}
+        (evaluation / "test.json").write_text(json.dumps(report))
+        (evaluation / "test.md").write_text("| stage |\n")
+        (evaluation / "test_f1.png").write_bytes(encode(photo(32, 32), "PNG"))
+    return registry
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    return {
+        "WMSTUDIO_STATE_DIR": str(settings.state_dir),
+        "WMSTUDIO_REGISTRY_DIR": str(settings.registry_dir),
+        "WMSTUDIO_BUNDLED_MODELS_DIR": str(settings.bundled_models_dir),
+        "WMSTUDIO_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+    }
+
+
+def _champion_tags(settings: Settings) -> dict[str, str]:
+    return tracking.client(settings).get_model_version_by_alias(MODEL, "champion").tags
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(state_dir=tmp_path / "state", bundled_models_dir=tmp_path / "nothing-bundled")
+
+
+# --- what git carries: the champion only, every version's figures, seeded on first use -----------
+
+
+def test_git_carries_only_the_champion_without_weights_and_every_versions_figures(bundled_registry):
+    registry = Registry(bundled_registry)
+    champion = registry.champion()
+    assert [p.name for p in bundled_registry.glob("v*") if p.is_dir()] == [champion]
+    assert not list(bundled_registry.rglob("*.pt")), "weights stay in the state dir and MLflow"
+    size = sum(p.stat().st_size for p in bundled_registry.rglob("*") if p.is_file())
+    assert size < 15 * 1024 * 1024, f"bundled model is {size / 2**20:.1f} MiB"
+    history = {entry["version"]: entry for entry in read_history(bundled_registry / HISTORY_FILE)}
+    decided = {entry["version"] for entry in registry.history()}
+    assert decided <= set(history), decided - set(history)  # every version a decision names
+    card = registry.card(champion)
+    assert history[champion]["metrics"] == card["metrics"] and history[champion]["champion"] is True
+    assert history[champion]["threshold"] == card["threshold"]
+    assert all(entry["decision"] for entry in history.values())
+    assert sum(1 for entry in history.values() if entry.get("metrics")) >= 10, "earlier versions keep figures"
+
+
+def test_a_fresh_state_dir_is_seeded_from_the_bundled_champion_and_predicts(tmp_path, bundled_registry):
+    image = tmp_path / "photo.jpg"
+    image.write_bytes(encode(photo(), "JPEG"))
+    env = {"WMSTUDIO_STATE_DIR": str(tmp_path / "state"), "WMSTUDIO_BUNDLED_MODELS_DIR": str(bundled_registry)}
+    clean = {key: value for key, value in os.environ.items() if key != "WMSTUDIO_REGISTRY_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "predict", str(image), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=clean | env,
+    )
+    assert result.returncode == 0, result.stderr
+    champion = Registry(bundled_registry).champion()
+    assert json.loads(result.stdout)["model_version"] == champion
+    seeded = tmp_path / "state" / "models"
+    assert json.loads((seeded / "registry.json").read_text())["champion"] == champion
+    bundled_onnx = bundled_registry / champion / "model.onnx"
+    assert (seeded / champion / "model.onnx").read_bytes() == bundled_onnx.read_bytes()
+    assert (seeded / HISTORY_FILE).exists() and not list(seeded.rglob("*.pt"))
+    # an existing registry is never overwritten by the bundled one
+    (seeded / "registry.json").write_text(json.dumps({"champion": champion, "history": []}))
+    Registry.from_settings(Settings(state_dir=tmp_path / "state", bundled_models_dir=bundled_registry))
+    assert json.loads((seeded / "registry.json").read_text())["history"] == []
+
+
+def test_warm_start_from_a_champion_without_weights_is_a_clear_error(tmp_path, bundled_registry):
+    env = {"WMSTUDIO_STATE_DIR": str(tmp_path / "state"), "WMSTUDIO_BUNDLED_MODELS_DIR": str(bundled_registry)}
+    env["WMSTUDIO_REGISTRY_DIR"] = str(tmp_path / "state" / "models")
+    result = run_cli("train", "--warm-start", "champion", "--epochs", "1", env=env)
+    said = " ".join(result.stderr.split())  # rich wraps long messages
+    assert result.returncode == 2 and "Traceback" not in said, result.stderr
+    assert "no PyTorch weights" in said and "--warm-start PATH" in said
+    missing = run_cli("train", "--warm-start", str(tmp_path / "nope.pt"), env=env)
+    assert missing.returncode == 2 and "no such weights file" in " ".join(missing.stderr.split())
+
+
+def test_bundle_ships_a_new_champion_and_keeps_the_old_ones_figures(tmp_path):
+    working = _fake_registry(tmp_path / "working", 3)
+    working.promote("v1", "first")
+    bundled = tmp_path / "models"
+    assert bundle(working, bundled) == "v1"
+    working.promote("v3", "better on validation")
+    working.reject("v2", tmp_path / "rejected", "lost")
+    assert bundle(working, bundled) == "v3"
+    assert sorted(p.name for p in bundled.glob("v*")) == ["v3"] and not list(bundled.rglob("*.pt"))
+    assert (bundled / "v3" / "model.onnx").exists() and (bundled / "v3" / "evaluation" / "test.json").exists()
+    history = {entry["version"]: entry for entry in read_history(bundled / HISTORY_FILE)}
+    assert set(history) == {"v1", "v2", "v3"}
+    assert history["v2"]["decision"] == "reject" and history["v2"]["metrics"]["val_f1"] == pytest.approx(0.7)
+    assert history["v3"]["champion"] and not history["v1"]["champion"]
+    assert Registry(bundled).champion() == "v3"
+    # the rebuilt history of the bundled folder alone still knows every version
+    rebuilt = build_history(Registry(bundled), read_history(bundled / HISTORY_FILE))
+    assert {entry["version"] for entry in rebuilt} == set(history)
+
+
+# --- runs and the model registry in the embedded store ---------------------------------------------
+
+
+def test_release_logs_a_run_and_cli_decisions_move_the_champion_alias(tmp_path, settings):
+    registry = _fake_registry(settings.registry_dir, 3)
+    for version in registry.versions():
+        ids = tracking.log_release(registry, version, settings)
+        assert ids and registry.card(version)["mlflow"] == ids
+    mlflow = tracking.client(settings)
+    run = mlflow.get_run(registry.card("v2")["mlflow"]["run_id"])
+    assert run.data.metrics["val_f1"] == pytest.approx(0.7) and run.data.metrics["threshold"] == pytest.approx(0.42)
+    assert run.data.metrics["test.pipeline.real.crop.rumah123.f1"] == pytest.approx(0.75)  # per variant and brand
+    assert run.data.tags["val_real_worst_variant"] == "crop" and run.data.params["synth.opacity"] == "[0.25, 0.9]"
+    assert run.info.status == "FINISHED" and run.info.artifact_uri.startswith(settings.mlflow_artifacts_dir.as_uri())
+    artifacts = {a.path for a in mlflow.list_artifacts(run.info.run_id, "model")}
+    assert artifacts == {"model/model.onnx", "model/model_card.json"}
+    assert {a.path for a in mlflow.list_artifacts(run.info.run_id, "weights")} == {"weights/model.pt"}
+    evaluation = {a.path for a in mlflow.list_artifacts(run.info.run_id, "evaluation")}
+    assert evaluation == {"evaluation/test.json", "evaluation/test.md", "evaluation/test_f1.png"}
+
+    env = _env(settings)
+    for args in (["promote", "v1", "--reason", "first"], ["promote", "v2", "--reason", "better"]):
+        result = run_cli("models", *args, env=env)
+        assert result.returncode == 0, result.stderr
+    assert _champion_tags(settings) | {"decided": ""} == {
+        "wmstudio_version": "v2",
+        "status": "champion",
+        "reason": "better",
+        "data_version": "real+synth",
+        "decided": "",
+    }
+    first = tracking.model_version(mlflow, settings, "v1")
+    assert first.tags["status"] == "retired" and first.aliases == []
+
+    rejected = run_cli("models", "reject", "v3", "--reason", "worse on crops", env=env)
+    assert rejected.returncode == 0, rejected.stderr
+    third = tracking.model_version(mlflow, settings, "v3")
+    assert third.tags["status"] == "rejected" and third.tags["reason"] == "worse on crops"
+    assert mlflow.get_run(third.run_id).data.tags["decision.status"] == "rejected"
+
+    rolled = run_cli("models", "rollback", "--reason", "alarms in production", env=env)
+    assert rolled.returncode == 0, rolled.stderr
+    assert _champion_tags(settings)["wmstudio_version"] == "v1"
+    assert _champion_tags(settings)["reason"] == "alarms in production"
+    assert tracking.model_version(mlflow, settings, "v2").tags["status"] == "retired"
+    assert registry.champion() == "v1"  # the folder registry (what serving reads) agrees
+
+    # the weights of a version whose folder lost them come back from its MLflow run
+    (registry.root / "v2" / "model.pt").unlink()
+    weights = mlflow_registry.warm_start_weights(registry, "v2", settings)
+    assert weights.read_bytes() == b"weights-" + b"v2" * 64
+
+    links = mlflow_registry.ui_links(registry.card("v2"), settings)
+    assert links["run"] == f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    assert links["model version"].endswith(f"/#/models/{MODEL}/versions/2")
+
+
+def test_sync_backfills_the_bundled_champion_and_every_earlier_version(tmp_path, bundled_registry):
+    settings = Settings(state_dir=tmp_path / "state", bundled_models_dir=bundled_registry)
+    env = _env(settings)
+    result = run_cli("models", "sync-mlflow", env=env)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    champion = Registry(bundled_registry).champion()
+    history = read_history(bundled_registry / HISTORY_FILE)
+    assert summary["imported"] == [champion] and summary["champion"] == champion
+    assert sorted(summary["history_runs"]) == sorted(e["version"] for e in history if e["version"] != champion)
+    assert _champion_tags(settings)["wmstudio_version"] == champion
+    mlflow = tracking.client(settings)
+    experiment = tracking.experiment_id(mlflow, settings)
+    earlier = next(e for e in history if e["version"] == "v26")
+    [run] = mlflow.search_runs([experiment], "tags.wmstudio_version = 'v26'")
+    assert run.data.tags["decision"] == earlier["decision"] and run.data.tags["wmstudio_kind"] == "history"
+    assert run.data.metrics["real_test_f1"] == pytest.approx(earlier["metrics"]["real_test_f1"])
+    again = json.loads(run_cli("models", "sync-mlflow", env=env).stdout)
+    assert again["imported"] == [] and again["history_runs"] == []  # nothing is logged twice
+
+
+def test_tracking_off_or_unreachable_never_costs_the_registry(tmp_path):
+    off = Settings(state_dir=tmp_path / "off", bundled_models_dir=tmp_path / "none", mlflow_enabled=False)
+    registry = _fake_registry(off.registry_dir, 1)
+    assert tracking.log_release(registry, "v1", off) is None and "mlflow" not in registry.card("v1")
+    down = Settings(
+        state_dir=tmp_path / "down",
+        bundled_models_dir=tmp_path / "none",
+        mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}",
+    )
+    registry = _fake_registry(down.registry_dir, 1)
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    try:
+        assert tracking.log_release(registry, "v1", down) is None
+        mlflow_registry.tracked_registry(down).promote("v1", "server down")
+    finally:
+        del os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+    assert Registry(down.registry_dir).champion() == "v1" and "mlflow" not in registry.card("v1")
+
+
+# --- a real MLflow server ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """``mlflow server`` on 127.0.0.1 with a SQLite backend and proxied artifacts, as compose runs it."""
+    port = free_port()
+    log = (tmp_path / "mlflow-server.log").open("w")
+    env = os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)),
+            *("--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}"),
+            *("--artifacts-destination", str(tmp_path / "server-artifacts")),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{url}/health", timeout=120)
+        yield url
+    except TimeoutError:
+        pytest.fail((tmp_path / "mlflow-server.log").read_text()[-3000:])
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.mark.slow
+def test_a_shared_mlflow_server_records_releases_and_decisions(tmp_path, mlflow_server):
+    settings = Settings(
+        state_dir=tmp_path / "state", bundled_models_dir=tmp_path / "none", mlflow_tracking_uri=mlflow_server
+    )
+    registry = _fake_registry(settings.registry_dir, 2)
+    for version in registry.versions():
+        assert tracking.log_release(registry, version, settings)
+    env = _env(settings) | {"MLFLOW_TRACKING_URI": mlflow_server}  # MLflow's own variable works too
+    del env["WMSTUDIO_MLFLOW_TRACKING_URI"]
+    for version in ("v1", "v2"):
+        result = run_cli("models", "promote", version, "--reason", f"{version} on the server", env=env)
+        assert result.returncode == 0, result.stderr
+    synced = run_cli("models", "sync-mlflow", env=env)
+    assert synced.returncode == 0, synced.stderr
+    assert json.loads(synced.stdout)["tracking_uri"] == mlflow_server  # stdout is the JSON alone
+    assert _champion_tags(settings)["wmstudio_version"] == "v2"
+    assert _champion_tags(settings)["reason"] == "v2 on the server"
+    mlflow = tracking.client(settings)
+    run = mlflow.get_run(registry.card("v2")["mlflow"]["run_id"])
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:"), "artifacts go through the server"
+    served = {a.path for a in mlflow.list_artifacts(run.info.run_id, "model")}
+    assert served == {"model/model.onnx", "model/model_card.json"}
+    assert (tmp_path / "server-artifacts").is_dir() and not (settings.state_dir / "mlartifacts").exists()
+    assert not (settings.state_dir / "mlflow.db").exists(), "nothing went to the embedded store"
+    (registry.root / "v1" / "model.pt").unlink()
+    assert mlflow_registry.warm_start_weights(registry, "v1", settings).read_bytes() == b"weights-" + b"v1" * 64
+    assert mlflow_registry.ui_links(registry.card("v1"), settings)["run"].startswith(f"{mlflow_server}/#/experiments/")

@@ -4,6 +4,7 @@
 #   apps             serve + Streamlit dashboard + Gradio demo             docker build --target apps -t wmstudio-apps .
 #   train            torch + ultralytics + curation: training and the loop docker build --target train -t wmstudio-train .
 #   airflow          train + Airflow (own venv) running the watermark_loop DAG (docker compose --profile airflow)
+#   mlflow           the team's MLflow tracking server (PostgreSQL backend, proxied artifact store)
 # Every image reads its configuration from WMSTUDIO_* variables (see .env.example).
 
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -39,6 +40,13 @@ RUN pip install --no-deps . \
     && python -P -c "import cli.main, api.main" \
     && ! python -c "import torch" 2>/dev/null
 
+# --- bundle: the champion only (ONNX file, card, evaluation summaries; never the .pt weights) ---
+# Whatever else lies in the checkout's models/ (older versions, weights) stays out of the image.
+FROM build AS bundle
+COPY models models
+RUN python -P -c "from wmstudio.registry import copy_champion; print(copy_champion('models', '/bundle/models'))" \
+    && test -z "$(find /bundle/models -name '*.pt')"
+
 # --- build-apps: the core venv plus the app extra (Gradio, Streamlit) -----------------------
 FROM build AS build-apps
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['app']))" \
@@ -61,9 +69,9 @@ ENV WMSTUDIO_REGISTRY_DIR=/app/models \
     MPLCONFIGDIR=/tmp/matplotlib \
     HOME=/home/wmstudio
 WORKDIR /app
-# The bundled model, owned by the app user: a compose named volume copies it with its owner, so
-# the loop (same uid) can register and promote versions there. Kubernetes copies it into a PVC.
-COPY --chown=10001:10001 models /app/models
+# The bundled champion, owned by the app user: a compose named volume copies it with its owner,
+# so the loop (same uid) can register and promote versions there. Kubernetes copies it into a PVC.
+COPY --from=bundle --chown=10001:10001 /bundle/models /app/models
 
 # --- train: torch, torchvision, ultralytics and curation ------------------------------------
 FROM base AS train
@@ -118,6 +126,34 @@ ENV AIRFLOW_HOME=/var/lib/wmstudio/airflow \
 USER 10001
 EXPOSE 8080
 CMD ["/opt/airflow-venv/bin/airflow", "standalone"]
+
+# --- mlflow: the shared tracking server and model registry (docker compose, k8s/base/mlflow.yaml) ---
+# mlflow is pinned by the train extra; psycopg (core) is the PostgreSQL driver of the backend store.
+FROM base AS mlflow
+WORKDIR /src
+COPY pyproject.toml README.md ./
+RUN python -m venv /opt/venv \
+    && python -c "import re, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(d for d in p['dependencies'] + p['optional-dependencies']['train'] if re.match(r'(mlflow|psycopg)\b', d)))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && groupadd --system --gid 10001 mlflow \
+    && useradd --system --uid 10001 --gid mlflow --create-home --home-dir /home/mlflow mlflow \
+    && mkdir -p /mlflow \
+    && chown mlflow:mlflow /mlflow
+# The stores come from the environment: compose and Kubernetes set MLFLOW_BACKEND_STORE_URI to
+# PostgreSQL (a secret) and MLFLOW_SERVER_ALLOWED_HOSTS to the service's own name.
+ENV MLFLOW_DISABLE_TELEMETRY=true \
+    DO_NOT_TRACK=true \
+    MLFLOW_BACKEND_STORE_URI=sqlite:////mlflow/mlflow.db \
+    MLFLOW_ARTIFACTS_DESTINATION=/mlflow/artifacts \
+    HOME=/home/mlflow
+WORKDIR /mlflow
+USER 10001
+EXPOSE 5000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=4)"]
+CMD ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000", "--workers", "2"]
 
 # --- apps: the dashboard and the demo (clients of the API) ----------------------------------
 FROM runtime AS apps

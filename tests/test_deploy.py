@@ -9,6 +9,7 @@ alert must query a metric the API really exports.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
@@ -407,7 +408,8 @@ def test_references_resolve(target):
     docs = render(target)
     available = docs + (render("overlays/prod") + render("overlays/dev") if target in JOBS else [])
     names = {(doc["kind"], doc["metadata"]["name"]) for doc in available}
-    secrets = {"wmstudio-secrets"}  # prod creates it out of band from k8s/base/secret.example.yaml
+    # prod creates them out of band from k8s/base/secret.example.yaml and mlflow-secret.example.yaml
+    secrets = {"wmstudio-secrets", "wmstudio-mlflow"}
     for name, pod in pod_specs(docs).items():
         for volume in pod.get("volumes", []):
             if "persistentVolumeClaim" in volume:
@@ -442,6 +444,42 @@ def test_configuration_and_secrets():
     assert template["kind"] == "Secret" and set(template["stringData"]) <= SETTINGS_VARS
     assert all("REPLACE_ME" in value for value in template["stringData"].values())
     assert validate_strict([template]).returncode == 0
+    # the MLflow server's Secret: a PostgreSQL backend in prod (template), SQLite on its volume in dev
+    mlflow = yaml.safe_load((K8S / "base" / "mlflow-secret.example.yaml").read_text())
+    assert mlflow["metadata"]["name"] == "wmstudio-mlflow" and validate_strict([mlflow]).returncode == 0
+    assert mlflow["stringData"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg://")
+    dev_mlflow = by_kind(render("overlays/dev"), "Secret")["wmstudio-mlflow"]
+    assert base64.b64decode(dev_mlflow["data"]["MLFLOW_BACKEND_STORE_URI"]).decode().startswith("sqlite:////mlflow/")
+
+
+def test_mlflow_server_for_teams(compose):
+    """MLflow in compose and k8s: PostgreSQL backend, an artifact volume, reachable by the trainers."""
+    service = compose["services"]["mlflow"]
+    assert service["build"]["target"] == "mlflow" and "mlflow" in dockerfile_stages()
+    assert service["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg://")
+    assert "@mlflow-db:5432/" in service["environment"]["MLFLOW_BACKEND_STORE_URI"]
+    assert service["depends_on"] == {"mlflow-db": {"condition": "service_healthy"}}
+    assert any(v.split(":")[1] == "/mlflow" for v in service["volumes"])
+    assert "mlflow" in service["environment"]["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
+    trackers = {"api", "dashboard", "demo", "airflow"}
+    for name in trackers:
+        assert compose["services"][name]["environment"]["WMSTUDIO_MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
+    assert compose["services"]["airflow"]["depends_on"]["mlflow"] == {"condition": "service_healthy"}
+    for target in OVERLAYS:
+        docs = render(target)
+        deployment = by_kind(docs, "Deployment")["wmstudio-mlflow"]
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["containers"][0]["args"][:2] == ["mlflow", "server"]
+        assert pod["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/health"
+        volume = next(v for v in pod["volumes"] if v["name"] == "data")
+        assert volume["persistentVolumeClaim"]["claimName"] in by_kind(docs, "PersistentVolumeClaim")
+        service = by_kind(docs, "Service")["wmstudio-mlflow"]
+        config = by_kind(docs, "ConfigMap")["wmstudio-config"]["data"]
+        assert config["WMSTUDIO_MLFLOW_TRACKING_URI"] == f"http://{service['metadata']['name']}:5000"
+        policy = by_kind(docs, "NetworkPolicy")["wmstudio-mlflow"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert "Secret" not in {doc["kind"] for doc in render("overlays/prod")}
 
 
 def test_loop_cronjob_and_bulk_scan_jobs():

@@ -29,6 +29,7 @@ from experiments.input_size import validation_figures
 from training.export import export_onnx, register_model
 from training.release import calibrate_and_evaluate, default_data, default_sets
 from training.script_errors import exit_on_user_error
+from wmstudio import tracking
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
 from wmstudio.settings import get_settings
@@ -91,7 +92,9 @@ def register_multiscale(registry: Registry, version: str, extra_sizes: Sequence[
         parent=version,
         extra_sizes=extra_sizes,
     )
-    return calibrate_and_evaluate(registry, new, data)
+    calibrate_and_evaluate(registry, new, data)
+    tracking.log_release(registry, new)  # a release like any other: a run and a registered model version
+    return registry.card(new)
 
 
 def print_trials(version: str, trials: list[SizeTrial]) -> None:

@@ -32,6 +32,7 @@ from experiments.multiscale import SizeTrial, score_on_validation
 from training.export import export_onnx, register_model
 from training.release import calibrate_and_evaluate, default_data, default_sets
 from training.script_errors import exit_on_user_error
+from wmstudio import tracking
 from wmstudio.offline import apply_offline_env
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
@@ -158,7 +159,9 @@ def register_soup(
             recipe,
             parent=registry.champion(),
         )
-    return calibrate_and_evaluate(registry, version, data)
+    calibrate_and_evaluate(registry, version, data)
+    tracking.log_release(registry, version)  # a release like any other: a run and a registered model version
+    return registry.card(version)
 
 
 def print_rows(rows: list[tuple[str, SizeTrial]]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -230,7 +231,7 @@ def test_sync_backfills_the_bundled_champion_and_every_earlier_version(tmp_path,
     assert again["imported"] == [] and again["history_runs"] == []  # nothing is logged twice
 
 
-def test_tracking_off_or_unreachable_never_costs_the_registry(tmp_path):
+def test_tracking_off_or_unreachable_never_costs_the_registry(tmp_path, monkeypatch):
     off = Settings(state_dir=tmp_path / "off", bundled_models_dir=tmp_path / "none", mlflow_enabled=False)
     registry = _fake_registry(off.registry_dir, 1)
     assert tracking.log_release(registry, "v1", off) is None and "mlflow" not in registry.card("v1")
@@ -240,12 +241,9 @@ def test_tracking_off_or_unreachable_never_costs_the_registry(tmp_path):
         mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}",
     )
     registry = _fake_registry(down.registry_dir, 1)
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    try:
-        assert tracking.log_release(registry, "v1", down) is None
-        mlflow_registry.tracked_registry(down).promote("v1", "server down")
-    finally:
-        del os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    assert tracking.log_release(registry, "v1", down) is None
+    mlflow_registry.tracked_registry(down).promote("v1", "server down")
     assert Registry(down.registry_dir).champion() == "v1" and "mlflow" not in registry.card("v1")
 
 
@@ -268,6 +266,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its uvicorn workers go down with it (one process group)
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -276,11 +275,11 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
     except TimeoutError:
         pytest.fail((tmp_path / "mlflow-server.log").read_text()[-3000:])
     finally:
-        process.terminate()
+        os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(15)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.mark.slow

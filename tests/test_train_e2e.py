@@ -20,12 +20,21 @@ from training.yolo_data import Source, write_yolo_dataset
 from wmstudio.brands import BRANDS
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
+from wmstudio.settings import get_settings
 
 pytestmark = pytest.mark.model
 
 
+@pytest.fixture
+def fresh_settings():
+    """Settings re-read from the environment the test sets, and forgotten after it."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
 @pytest.mark.slow
-def test_tiny_train_export_predict(tmp_path, caplog, monkeypatch):
+def test_tiny_train_export_predict(tmp_path, caplog, monkeypatch, fresh_settings):
     pytest.importorskip("ultralytics")
     import torch
     from ultralytics import YOLO
@@ -62,12 +71,15 @@ def test_tiny_train_export_predict(tmp_path, caplog, monkeypatch):
     monkeypatch.setattr(multiscale, "default_data", lambda state_dir: tiny_data)
     tiny_val = {"synthetic": [(item, synth_dir) for item in manifest.split("val")]}
     monkeypatch.setattr(multiscale, "default_sets", lambda datasets_dir, split: tiny_val)
+    monkeypatch.setenv("WMSTUDIO_STATE_DIR", str(tmp_path / "state"))  # the release's MLflow run goes here
+    get_settings.cache_clear()
     trials = multiscale.compare_sizes(registry, version, (96, 128), tmp_path)
     assert [trial.sizes for trial in trials] == [(64,), (64, 96), (64, 128)]
     assert all(set(trial.ap50) == set(BRANDS) and 0 < trial.threshold < 1 for trial in trials)
     pooled_card = multiscale.register_multiscale(registry, version, (96,), tmp_path)
     assert pooled_card["extra_input_sizes"] == [96] and pooled_card["parent"] == version
     assert pooled_card["recipe"]["multiscale_from"] == version and 0 < pooled_card["threshold"] < 1
+    assert pooled_card["mlflow"]["model_version"] == "1"  # released like any version: run + model version
     pooled = Detector.from_version_dir(registry.path(pooled_card["version"]))
     assert pooled.input_sizes == (64, 96) and pooled.decode_size == 96
     assert pooled.predict(Image.open(image_path)).width == Image.open(image_path).width
@@ -104,7 +116,9 @@ def test_tiny_train_export_predict(tmp_path, caplog, monkeypatch):
 
 
 @pytest.mark.slow
-def test_wmstudio_train_creates_an_mlflow_run_and_promote_moves_the_champion_alias(tmp_path, monkeypatch):
+def test_wmstudio_train_creates_an_mlflow_run_and_promote_moves_the_champion_alias(
+    tmp_path, monkeypatch, fresh_settings
+):
     """`wmstudio train` (a one-epoch recipe on tiny data) is one MLflow run: recipe, data version,
     per-epoch and final metrics, plots, the ONNX file; the release registers the version and
     `wmstudio models promote` moves the `champion` alias. Embedded SQLite store in the state dir."""
@@ -114,7 +128,6 @@ def test_wmstudio_train_creates_an_mlflow_run_and_promote_moves_the_champion_ali
     import training.pipeline
     from cli.main import app
     from wmstudio import tracking
-    from wmstudio.settings import get_settings
 
     backgrounds = write_scenes(tmp_path / "scenes", 10, seed=1, size=(160, 120))
     synth_dir = tmp_path / "synth"

@@ -384,12 +384,11 @@ def models_history() -> None:
     registry = Registry.from_settings(settings)
     bundled = settings.bundled_models_dir / HISTORY_FILE
     entries = build_history(registry, read_history(bundled if bundled.exists() else registry.root / HISTORY_FILE))
-    table = Table("version", "champion", "created", "parent", "threshold", "validation F1", "decision", "reason")
+    table = Table("version", "created", "parent", "threshold", "val F1", "decision", "reason")
     for entry in entries:
         metrics = entry.get("metrics") or {}
         table.add_row(
-            entry["version"],
-            "*" if entry.get("champion") else "",
+            entry["version"] + (" *" if entry.get("champion") else ""),
             str(entry.get("created", ""))[:10],
             str(entry.get("parent") or ""),
             str(entry.get("threshold", "")),

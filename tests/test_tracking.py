@@ -116,6 +116,8 @@ def test_a_fresh_state_dir_is_seeded_from_the_bundled_champion_and_predicts(tmp_
     bundled_onnx = bundled_registry / champion / "model.onnx"
     assert (seeded / champion / "model.onnx").read_bytes() == bundled_onnx.read_bytes()
     assert (seeded / HISTORY_FILE).exists() and not list(seeded.rglob("*.pt"))
+    shown = run_cli("models", "history", env=env | {"COLUMNS": "200"})
+    assert shown.returncode == 0 and f"{champion} *" in shown.stdout and "v26" in shown.stdout, shown.stderr
     # an existing registry is never overwritten by the bundled one
     (seeded / "registry.json").write_text(json.dumps({"champion": champion, "history": []}))
     Registry.from_settings(Settings(state_dir=tmp_path / "state", bundled_models_dir=bundled_registry))

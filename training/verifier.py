@@ -166,7 +166,7 @@ def train_network(mined: Mined, epochs: int = 8, batch: int = 128, seed: int = 0
             loss.backward()
             optimiser.step()
             schedule.step()
-            total += float(loss) * len(chosen)
+            total += float(loss.detach()) * len(chosen)
         log.info("verifier epoch %d/%d: loss %.4f", epoch + 1, epochs, total / len(mined))
     return model.eval()
 

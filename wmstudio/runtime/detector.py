@@ -12,7 +12,6 @@ how the sizes are chosen on validation.
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 from dataclasses import dataclass, field
@@ -24,7 +23,6 @@ from PIL import Image
 
 from wmstudio.runtime.postprocess import MAX_DETECTIONS, decode_yolo, nms
 from wmstudio.runtime.preprocess import letterbox
-from wmstudio.runtime.verifier import Verifier
 
 CANDIDATE_FLOOR = 0.01  # raw candidates kept for heatmaps, PR curves and uncertainty
 
@@ -75,7 +73,6 @@ class Detector:
         threads: int = 2,
         card: dict | None = None,
         extra_sizes: tuple[int, ...] = (),
-        verifier: Verifier | None = None,
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -89,7 +86,6 @@ class Detector:
         self.version = version
         self.card = card or {}
         self.extra_sizes = tuple(int(size) for size in extra_sizes)
-        self.verifier = verifier
         self._check_input_shape()
         self._lock = threading.Lock()
 
@@ -126,14 +122,7 @@ class Detector:
             threads,
             card,
             tuple(card.get("extra_input_sizes", ())),
-            Verifier.from_card(folder, card["verifier"]) if card.get("verifier") else None,
         )
-
-    def network_only(self) -> Detector:
-        """The same network without the verifier: what the network alone decides (for evaluation)."""
-        alone = copy.copy(self)
-        alone.verifier = None
-        return alone
 
     @classmethod
     def from_registry(cls, registry_dir: Path, version: str | None = None, threads: int = 2) -> Detector:
@@ -162,8 +151,6 @@ class Detector:
         if len(runs) > 1:  # the same mark found at two sizes is one mark, as within one size
             keep = nms(boxes, scores, iou_threshold)[:MAX_DETECTIONS]
             boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-        if self.verifier is not None:
-            scores = self.verifier.rescore(rgb, boxes, scores, classes)
         detections = [
             Detection(self.classes[int(c)], float(s), tuple(float(v) for v in b))
             for b, s, c in zip(boxes, scores, classes, strict=True)

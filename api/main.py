@@ -20,6 +20,7 @@ from api import webhooks
 from api.drift import DriftMonitor
 from api.errors import ERROR_RESPONSE_SCHEMA, IMAGE_ERROR_STATUS, APIError, install_error_handlers
 from api.guard import APIGuard
+from api.memory import return_large_blocks_to_os
 from api.metrics import MetricsMiddleware, ServiceMetrics
 from api.model_holder import ModelHolder
 from api.schemas import BatchResponse, DetectResponse, Health, ModelInfo, ReloadResponse
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     require_protection("API", settings.api_host, bool(settings.api_keys), settings.allow_insecure, "WMSTUDIO_API_KEYS")
     apply_offline_env(settings.state_dir)
+    return_large_blocks_to_os()
     models = ModelHolder(settings.registry_dir, settings.inference_threads)
     metrics = ServiceMetrics()
 

@@ -32,6 +32,7 @@ EXIF_TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+STRIP_ROWS = 256  # rows converted at a time from 16/32-bit grey
 REDUCIBLE_MODES = frozenset({"L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "I", "F"})
 
 
@@ -81,12 +82,18 @@ def _grey_to_8bit(image: Image.Image) -> Image.Image:
     """16- and 32-bit integer grey to 8-bit with integer arithmetic (shifts), no float copies.
 
     16-bit modes keep their high byte; mode ``I`` (32-bit) does too when it uses more than 8 bits
-    (16-bit PNGs and TIFFs often open as ``I``), else it is already 0..255.
+    (16-bit PNGs and TIFFs often open as ``I``), else it is already 0..255. Done in strips of rows,
+    so the temporaries stay small whatever the photo's size.
     """
-    array = np.asarray(image)
-    if image.mode.startswith("I;16") or int(array.max()) > 255:
-        array = np.right_shift(np.clip(array, 0, 65535), 8)
-    return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8, copy=False), "L")
+    width, height = image.size
+    high = image.mode.startswith("I;16") or image.getextrema()[1] > 255
+    out = np.empty((height, width), dtype=np.uint8)
+    for top in range(0, height, STRIP_ROWS):
+        rows = np.asarray(image.crop((0, top, width, min(height, top + STRIP_ROWS))))
+        if high:
+            rows = np.right_shift(np.clip(rows, 0, 65535), 8)
+        out[top : top + rows.shape[0]] = np.clip(rows, 0, 255)
+    return Image.fromarray(out, "L")
 
 
 def _float_to_8bit(image: Image.Image) -> Image.Image:
@@ -202,13 +209,18 @@ def decode_image(
 def _reduce(image: Image.Image, max_side: int) -> Image.Image:
     """The image shrunk by the smallest whole factor that brings its long side to ``max_side``.
 
-    ``Image.reduce`` averages factor×factor blocks without a float copy of the image; modes whose
-    values cannot be averaged (palette indices, bilevel, 16-bit) are made RGB first.
+    ``Image.reduce`` averages factor×factor blocks without a float copy of the image. Modes whose
+    values cannot be averaged are first made 8-bit at their own size: 16-bit grey to grey (not to
+    RGB, four times larger), bilevel to grey, palette to RGB.
     """
     factor = math.ceil(max(image.size) / max_side)
     if factor <= 1:
         return image
-    if image.mode not in REDUCIBLE_MODES:
+    if image.mode.startswith("I;16"):
+        image = _grey_to_8bit(image)
+    elif image.mode == "1":
+        image = image.convert("L")
+    elif image.mode not in REDUCIBLE_MODES:
         image = _to_rgb(image)
     return image.reduce(factor)
 

@@ -22,6 +22,7 @@ from wmstudio.offline import apply_offline_env
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("WMSTUDIO_DATA_DIR", ROOT.parent / "shared" / "data"))
 BUNDLED_REGISTRY = ROOT / "models"
+WEBHOOK_SECRET = "hook-secret"  # the secured server's Label Studio webhook secret
 
 apply_offline_env(ROOT / ".wmstudio")
 
@@ -76,7 +77,7 @@ def wait_for(url: str, timeout: float = 60.0, expect: int = 200) -> None:
 class Server:
     """A real uvicorn process serving the API on 127.0.0.1."""
 
-    def __init__(self, env: dict[str, str], state_dir: Path) -> None:
+    def __init__(self, env: dict[str, str], state_dir: Path, ready_path: str = "/readyz") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = state_dir / f"api-{self.port}.log"
@@ -101,7 +102,7 @@ class Server:
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_for(f"{self.url}/readyz")
+            wait_for(f"{self.url}{ready_path}")
         except TimeoutError:
             self.stop()
             raise RuntimeError(self.log.read_text()) from None
@@ -135,7 +136,11 @@ def api_server(registry_copy: Path, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="session")
 def secured_server(bundled_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = Server(
-        {"WMSTUDIO_REGISTRY_DIR": str(bundled_registry), "WMSTUDIO_API_KEYS": "k-one,k-two"},
+        {
+            "WMSTUDIO_REGISTRY_DIR": str(bundled_registry),
+            "WMSTUDIO_API_KEYS": "k-one,k-two",
+            "WMSTUDIO_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        },
         tmp_path_factory.mktemp("state-secured"),
     )
     yield server

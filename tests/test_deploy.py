@@ -479,10 +479,14 @@ def test_references_resolve(target):
             assert backend["port"]["name"] in ports
 
 
-def test_kubernetes_is_secure_by_default():
+def test_kubernetes_is_secure_by_default(monkeypatch):
     """Base and prod: keys and logins from the Secret, /metrics not routed; dev says it runs open."""
     from api.main import create_app
     from wmstudio.exposure import InsecureDeployment
+
+    for key in list(os.environ):
+        if key.startswith("WMSTUDIO_"):
+            monkeypatch.delenv(key)
 
     prod = render("overlays/prod")
     config = by_kind(prod, "ConfigMap")["wmstudio-config"]["data"]

@@ -35,7 +35,10 @@ LIST_CAP = 1000  # schema bound on any list; the configured webhook_max_tasks is
 TaskId = Annotated[int, Field(ge=1, le=2**63 - 1, strict=True, description="A Label Studio task id.")]
 # Documents the header in OpenAPI when a secret is configured (api/main.py); api/guard.py checks it.
 webhook_secret_header = APIKeyHeader(
-    name=WEBHOOK_SECRET_HEADER, auto_error=False, description="The shared secret set as WMSTUDIO_WEBHOOK_SECRET."
+    name=WEBHOOK_SECRET_HEADER,
+    scheme_name="WebhookSecret",  # not "APIKeyHeader": that name is the API key's scheme
+    auto_error=False,
+    description="The shared secret set as WMSTUDIO_WEBHOOK_SECRET.",
 )
 
 
@@ -93,7 +96,7 @@ class WebhookResponse(BaseModel):
 @router.post(
     WEBHOOK_PATH,
     response_model=WebhookResponse,
-    responses={status: ERROR_RESPONSE_SCHEMA for status in (401, 403, 413, 422, 429)},
+    responses={status: ERROR_RESPONSE_SCHEMA for status in (400, 401, 403, 413, 422, 429)},
     tags=["labelling"],
 )
 def label_studio_webhook(request: Request, payload: WebhookPayload) -> dict[str, Any]:

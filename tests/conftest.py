@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("WMSTUDIO_DATA_DIR", ROOT.parent / "shared" / "data"))
 BUNDLED_REGISTRY = ROOT / "models"
 WEBHOOK_SECRET = "hook-secret"  # the secured server's Label Studio webhook secret
+FUZZ_RATE = "100/second"  # webhook throttle of the shared servers: schemathesis must get past it
 
 apply_offline_env(ROOT / ".wmstudio")
 
@@ -126,7 +127,12 @@ def registry_copy(tmp_path_factory: pytest.TempPathFactory, bundled_registry: Pa
 @pytest.fixture(scope="session")
 def api_server(registry_copy: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = Server(
-        {"WMSTUDIO_REGISTRY_DIR": str(registry_copy), "WMSTUDIO_API_KEYS": "", "WMSTUDIO_RELOAD_POLL_SECONDS": "0.5"},
+        {
+            "WMSTUDIO_REGISTRY_DIR": str(registry_copy),
+            "WMSTUDIO_API_KEYS": "",
+            "WMSTUDIO_RELOAD_POLL_SECONDS": "0.5",
+            "WMSTUDIO_WEBHOOK_RATE_LIMIT": FUZZ_RATE,
+        },
         tmp_path_factory.mktemp("state"),
     )
     yield server
@@ -140,6 +146,7 @@ def secured_server(bundled_registry: Path, tmp_path_factory: pytest.TempPathFact
             "WMSTUDIO_REGISTRY_DIR": str(bundled_registry),
             "WMSTUDIO_API_KEYS": "k-one,k-two",
             "WMSTUDIO_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "WMSTUDIO_WEBHOOK_RATE_LIMIT": FUZZ_RATE,
         },
         tmp_path_factory.mktemp("state-secured"),
     )

@@ -269,18 +269,20 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
 ) -> None:
-    """Start the detection API (uvicorn)."""
+    """Start the detection API (uvicorn); beyond loopback it refuses to run without API keys."""
     import uvicorn
+
+    from api.main import create_app
+    from wmstudio.exposure import InsecureDeployment
 
     settings = get_settings()
     apply_offline_env(settings.state_dir)
-    uvicorn.run(
-        "api.main:create_app",
-        factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        log_level="info",
-    )
+    bind = host or settings.api_host
+    try:  # the app is built for the address really bound, so the exposure check sees it
+        api = create_app(settings.model_copy(update={"api_host": bind}))
+    except InsecureDeployment as exc:
+        _fail(str(exc))
+    uvicorn.run(api, host=bind, port=port or settings.api_port, log_level="info")
 
 
 @models_app.command("list")

@@ -32,6 +32,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -345,6 +346,9 @@ class LabelStudioSync:
         hooks = self.call("listing webhooks", lambda: list(self.client.webhooks.list(project=str(project_id))))
         for hook in hooks:
             if hook.url == url:
+                if (hook.headers or {}) != (headers or {}):  # e.g. a new secret, or an old X-API-Key header
+                    update = partial(self.client.webhooks.update, id=hook.id, headers=headers or {})
+                    self.call("updating the webhook", update)
                 return hook.id
         actions = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_DELETED"]
         hook = self.call(
@@ -503,8 +507,15 @@ class LabelStudioSync:
         return report
 
     def pull_task(self, transaction: Callable[[], Any], task_id: int) -> str:
-        """Take in one task now (the webhook path); a deleted task re-queues its item."""
+        """Take in one task now (the webhook path); a deleted task re-queues its item.
+
+        The task is read back from Label Studio, so only what Label Studio really holds is
+        stored; a task of another project (ids are server-wide) is left alone as ``foreign``.
+        """
         task = self.get_task(task_id)
+        if task is not None and task.get("project") != self.ensure_project():
+            log.warning("webhook named task %s of project %s, not ours: ignored", task_id, task.get("project"))
+            return "foreign"
         with transaction() as session:
             if task is None:
                 return tasks_deleted(session, [task_id])

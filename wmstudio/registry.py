@@ -164,13 +164,48 @@ class Registry:
         self._record(self._read(), {"version": version, "previous": None, "action": "restore", "reason": reason})
         return target
 
+    def champion_chain(self) -> list[str]:
+        """The champions in force, oldest first, as the history built them: the last is current.
+
+        A promotion pushes its version; a rollback pops the version it undid. Replaying the whole
+        history (not looking at the last entry's ``previous``) is what makes a second rollback go
+        further back instead of re-promoting the model the first one removed.
+        """
+        chain: list[str] = []
+        for entry in self.history():
+            version, action = entry.get("version"), entry.get("action")
+            if not version:
+                continue
+            if action == "rollback":
+                if chain:
+                    chain.pop()  # the version it undid
+                if version in chain:  # versions skipped on the way (rejected since) are undone too
+                    del chain[len(chain) - chain[::-1].index(version) :]
+                else:
+                    chain.append(version)  # a hand-edited history: trust what the entry made champion
+            elif action == "promote" and (not chain or chain[-1] != version):
+                chain.append(version)
+        return chain
+
     def rollback(self, reason: str = "rollback") -> str:
-        """Make the previous champion the champion again."""
-        promotions = [h for h in self.history() if h.get("previous")]
-        if not promotions:
+        """Undo the last promotion still in force: the champion before it is the champion again.
+
+        Versions rejected (moved out) since are skipped; rolling back again goes one step
+        further back, never forward to the version just rolled back.
+        """
+        chain = self.champion_chain()
+        current = self.champion()
+        if chain and chain[-1] != current:
+            chain.append(current)  # the pointer was set outside promote(): undo that first
+        registered = set(self.versions())
+        earlier = [version for version in chain[:-1] if version in registered and version != current]
+        if not earlier:
             raise RegistryError("no earlier champion to roll back to")
-        previous = promotions[-1]["previous"]
-        self.promote(previous, reason, action="rollback")
+        previous = earlier[-1]
+        self.path(previous)  # must exist
+        data = self._read()
+        data["champion"] = previous
+        self._record(data, {"version": previous, "previous": current, "action": "rollback", "reason": reason})
         return previous
 
     def stamp(self) -> float:

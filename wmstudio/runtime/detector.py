@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from PIL import Image
 
 from wmstudio.runtime.postprocess import MAX_DETECTIONS, decode_yolo, nms
@@ -27,8 +28,22 @@ from wmstudio.runtime.preprocess import letterbox
 CANDIDATE_FLOOR = 0.01  # raw candidates kept for heatmaps, PR curves and uncertainty
 
 
+# ONNX Runtime's own exceptions derive from Exception only: name them, so a corrupt model.onnx is
+# a load failure the caller can handle, not an unexpected error.
+ORT_ERRORS: tuple[type[Exception], ...] = tuple(
+    getattr(ort_state, name)
+    for name in ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoModel", "NoSuchFile",
+                 "NotImplemented", "RuntimeException", "EPFail", "EngineError")
+    if hasattr(ort_state, name)
+)  # fmt: skip
+
+
 class ModelInputError(ValueError):
     """The ONNX file cannot run at the sizes its card asks for."""
+
+
+class ModelLoadError(ValueError):
+    """A version's files cannot be turned into a working detector (corrupt ONNX, bad card, ...)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +93,10 @@ class Detector:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        except ORT_ERRORS as exc:
+            raise ModelLoadError(f"model {version}: ONNX Runtime cannot load {onnx_path}: {exc}") from exc
         self.input_name = self.session.get_inputs()[0].name
         self.classes = list(classes)
         self.imgsz = imgsz
@@ -160,6 +178,17 @@ class Detector:
     def detect(self, image: Image.Image, min_score: float | None = None) -> list[Detection]:
         """Detections at the operating threshold (or ``min_score``)."""
         return self.predict(image).above(self.threshold if min_score is None else min_score)
+
+    def self_check(self) -> None:
+        """Run the network once on a blank photo; raise ``ModelLoadError`` if it cannot.
+
+        A file ONNX Runtime parses may still fail at the first run (a wrong output shape, a missing
+        kernel): checking at load keeps such a version from replacing a working one.
+        """
+        try:
+            self.predict(Image.new("RGB", (64, 48), (114, 114, 114)))
+        except (*ORT_ERRORS, ValueError, IndexError) as exc:
+            raise ModelLoadError(f"model {self.version} does not run: {exc}") from exc
 
     def describe(self) -> dict:
         return {

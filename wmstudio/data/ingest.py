@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from wmstudio.atomic import atomic_write
 from wmstudio.brands import BRANDS, normalise_brand
 from wmstudio.data.manifest import Box, Item, Manifest, sha256_bytes
 from wmstudio.imaging import ImageError, decode_image
@@ -241,14 +242,13 @@ def store_image(data: bytes, dataset_dir: Path, max_pixels: int) -> tuple[str, s
     suffix = ".jpg" if decoded.source_format == "JPEG" else ".png"
     relative = Path("images") / digest[:2] / f"{digest}{suffix if plain else '.png'}"
     target = dataset_dir / relative
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():  # trustworthy: files appear whole (atomic_write) or not at all
         if plain:
-            target.write_bytes(data)
+            atomic_write(target, data)
         else:
             buffer = io.BytesIO()
             decoded.image.save(buffer, "PNG")
-            target.write_bytes(buffer.getvalue())
+            atomic_write(target, buffer.getvalue())
     note = None
     if not plain:
         note = f"normalised from {decoded.source_format}/{decoded.source_mode}" + (

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+from wmstudio.atomic import atomic_write
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -99,13 +99,7 @@ class Manifest:
 
     def save(self, folder: Path) -> Path:
         """Write atomically, so a crash never leaves a half-written manifest."""
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / MANIFEST_NAME
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest-", suffix=".json")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(self.to_dict(), handle, indent=1)
-        os.replace(tmp, target)
-        return target
+        return atomic_write(Path(folder) / MANIFEST_NAME, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, folder: Path) -> Manifest:

@@ -87,6 +87,16 @@ class Item:
         """Copies of this very content were given different image-level labels."""
         return len({o.brand for o in self.origins}) > 1
 
+    def labelled_paths(self) -> list[tuple[str, str | None]]:
+        """(user path, label) of every copy; a lone copy carries the label in force.
+
+        With one file there is nothing to disagree with, so code that edits ``brand`` directly
+        (benchmarks planting errors, older tools) is still read right; copies keep their own.
+        """
+        if len(self.origins) <= 1:
+            return [(self.origin, self.brand)]
+        return [(o.path, o.brand) for o in self.origins]
+
     def merge_origin(self, origin: Origin) -> bool:
         """Record another file with this content; False when that path is already known.
 

@@ -23,7 +23,8 @@ from tests.conftest import ROOT, encode
 from training.synth.procedural import room_scene
 from wmstudio.data.manifest import Manifest
 from wmstudio.settings import get_settings
-from wmstudio.store.models import Flag, Image as ImageRow, Label
+from wmstudio.store.models import Flag, Label
+from wmstudio.store.models import Image as ImageRow
 from wmstudio.store.session import dispose_engines, transaction
 
 RECORD_KEYS = {"file", "files", "stored", "kind", "score", "group", "reason", "id", "status", "dataset", "split"}

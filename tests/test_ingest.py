@@ -322,3 +322,37 @@ def test_label_studio_images_only_from_its_host_or_the_folder(tmp_path, escape):
     assert refused == {ref: code for ref, code in refs.items() if code}
     evil = next(s for s in report.skipped if "evil.example" in s["file"])
     assert "not on the configured Label Studio" in evil["reason"] and "not fetched" in evil["reason"]
+
+
+def test_ingest_cli_maps_a_source_to_its_dataset_and_refuses_to_mix(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from wmstudio.settings import get_settings
+
+    monkeypatch.setenv("WMSTUDIO_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("WMSTUDIO_STORE_SYNC_ON_INGEST", "false")
+    get_settings.cache_clear()
+    first, second = tmp_path / "a" / "photos", tmp_path / "b" / "photos"
+    _write(first / "rumah123" / "x.jpg", _jpeg(1))
+    _write(first / "no_watermark" / "x-copy.jpg", _jpeg(1))
+    _write(second / "no_watermark" / "y.jpg", _jpeg(2))
+    runner = CliRunner()
+    try:
+        done = runner.invoke(app, ["ingest", str(first), "--json"])
+        assert done.exit_code == 0, done.output
+        (conflict,) = json.loads(done.stdout)["label_conflicts"]
+        assert sorted((Path(f["file"]).name, f["label"]) for f in conflict["files"]) == [
+            ("x-copy.jpg", "none"),
+            ("x.jpg", "rumah123"),
+        ]
+        refused = runner.invoke(app, ["ingest", str(second)])
+        assert refused.exit_code == 2 and "already holds" in refused.output and "--extend" in refused.output
+        assert runner.invoke(app, ["ingest", str(second), "--name", "other"]).exit_code == 0
+        assert runner.invoke(app, ["ingest", str(second), "--name", "default", "--extend"]).exit_code == 0
+        assert runner.invoke(app, ["ingest", str(second)]).exit_code == 0  # now known: its first dataset
+        datasets = tmp_path / "state" / "datasets"
+        assert len(Manifest.load(datasets / "default").sources) == 2
+        assert Manifest.load(datasets / "other").sources == [str(second.resolve())]
+    finally:
+        get_settings.cache_clear()

@@ -19,6 +19,8 @@ from wmstudio.atomic import atomic_write
 from wmstudio.data.ingest import store_image
 from wmstudio.registry import Registry
 
+pytestmark = pytest.mark.unit
+
 KILL_ON_FSYNC = """
 import os, signal, sys
 import wmstudio.atomic as atomic

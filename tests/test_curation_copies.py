@@ -27,6 +27,8 @@ from wmstudio.store.models import Flag, Label
 from wmstudio.store.models import Image as ImageRow
 from wmstudio.store.session import dispose_engines, transaction
 
+pytestmark = pytest.mark.unit
+
 RECORD_KEYS = {"file", "files", "stored", "kind", "score", "group", "reason", "id", "status", "dataset", "split"}
 
 

@@ -26,6 +26,8 @@ from wmstudio.data.ingest import ingest
 from wmstudio.store.models import Flag, Image, Label, QueueItem
 from wmstudio.store.session import dispose_engines, transaction
 
+pytestmark = pytest.mark.integration
+
 ROUNDS = 12
 
 PRELUDE = """

@@ -140,6 +140,8 @@ def pull(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     )
     for conflict in report.conflicts:
         console.print(f"  [yellow]conflict[/yellow] task {conflict['task']}: settle it in Label Studio")
+    for refused in report.refused:
+        console.print(f"  [red]refused[/red] task {refused['task']}: {refused['reason']}")
 
 
 @app.command()

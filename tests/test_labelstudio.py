@@ -179,6 +179,41 @@ def test_percent_to_pixels_including_rotation_and_clipping() -> None:
     assert percent_to_pixels({"x": 95, "y": 95, "width": 10, "height": 10}, 100, 100) == (95.0, 95.0, 100.0, 100.0)
 
 
+@pytest.mark.parametrize(
+    ("image", "code"),
+    [
+        ("/data/local-files/?d=pool/images/ab/abc.jpg", None),
+        ("http://127.0.0.1:8080/data/local-files/?d=pool/a.jpg", None),
+        ("/data/upload/3/a.jpg", None),
+        ("http://evil.example/steal.jpg", "foreign_host"),
+        ("https://127.0.0.1:8080/data/local-files/?d=pool/a.jpg", "foreign_host"),
+        ("file:///etc/passwd", "outside_source"),
+        ("/data/local-files/?d=../../etc/passwd", "outside_source"),
+        ("/data/local-files/?d=/etc/passwd", "outside_source"),
+    ],
+)
+def test_pull_takes_only_tasks_whose_image_is_ours(tmp_path: Path, image: str, code: str | None) -> None:
+    """A task pointing elsewhere was not made by our push: refused before the store is touched."""
+    from wmstudio.data.paths import UnsafeReference
+
+    sync = LabelStudioSync("http://127.0.0.1:8080", "token", "queue", tmp_path)
+    task = {"id": 5, "data": {"image": image, ID_FIELD: 1}, "annotations": []}
+    opened: list[bool] = []
+
+    def transaction():  # a store that only records that it was opened
+        opened.append(True)
+        raise RuntimeError("stop here")
+
+    if code is None:
+        with pytest.raises(RuntimeError, match="stop here"):
+            sync.take_task(transaction, task, {})
+        assert opened == [True]
+    else:
+        with pytest.raises(UnsafeReference) as refused:
+            sync.take_task(transaction, task, {})
+        assert refused.value.code == code and opened == []
+
+
 # --- push / pull against the real server -------------------------------------------------------
 
 

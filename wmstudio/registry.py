@@ -19,9 +19,10 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+
+from wmstudio.atomic import atomic_write
 
 REGISTRY_FILE = "registry.json"
 VERSION_PATTERN = re.compile(r"^v(\d+)$")
@@ -45,13 +46,11 @@ class Registry:
         return json.loads(self.index_path.read_text())
 
     def _write(self, data: dict) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".registry-", suffix=".json")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")  # a final newline keeps git diffs of the committed index clean
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a non-root API container must be able to read it
-        os.replace(tmp, self.index_path)
+        """Replace the index atomically: a crash mid-write leaves the previous index, never half of one.
+
+        The final newline keeps git diffs of the committed index clean.
+        """
+        atomic_write(self.index_path, json.dumps(data, indent=2) + "\n")
 
     def versions(self) -> list[str]:
         """Registered versions (folders with a model card), oldest first."""
@@ -90,9 +89,7 @@ class Registry:
         return json.loads((self.path(version) / "model_card.json").read_text())
 
     def write_card(self, version: str, card: dict) -> None:
-        folder = self.root / version
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "model_card.json").write_text(json.dumps(card, indent=2))
+        atomic_write(self.root / version / "model_card.json", json.dumps(card, indent=2))
 
     def champion(self) -> str | None:
         champion = self._read().get("champion")

@@ -16,8 +16,8 @@ from app.dashboard_pages.common import Context, guarded, letterbox, thumb
 
 TITLE = "Curation"
 DUPLICATE_KINDS = ("exact_duplicate", "near_duplicate")
-ISSUE_KINDS = ("label_issue", "box_issue", "outlier")
-STATUSES = ("open", "accepted", "dismissed")
+ISSUE_KINDS = ("label_issue", "label_conflict", "box_issue", "outlier")
+STATUSES = ("open", "accepted", "dismissed", "closed")  # closed: the problem or its file is gone
 MAX_CARDS = 40
 
 
@@ -52,7 +52,7 @@ def _chart(rows: list) -> None:
             x=alt.X("kind:N", axis=alt.Axis(labelAngle=0)),
             y="count():Q",
             color=alt.Color(
-                "decision:N", scale=alt.Scale(domain=list(STATUSES), range=["#f4a261", "#2a9d8f", "#8d99ae"])
+                "decision:N", scale=alt.Scale(domain=list(STATUSES), range=["#f4a261", "#2a9d8f", "#8d99ae", "#d9d9d9"])
             ),
         )
         .properties(height=200)

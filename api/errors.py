@@ -27,6 +27,17 @@ IMAGE_ERROR_STATUS = {
 }
 
 
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    429: "rate_limited",
+}
+BODY_LIMIT_SCOPE_KEY = "starlette.max_body_size"  # set by Starlette's RequestBodyLimitMiddleware
+
+
 class APIError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -45,6 +56,24 @@ ERROR_RESPONSE_SCHEMA = {
 }
 
 
+def _describe(request: Request, exc: StarletteHTTPException) -> tuple[int, str, str]:
+    """Status, code and message for Starlette's own errors, worded for the API's callers.
+
+    Starlette's body limit says only "Content Too Large": the route's limit is in the scope. Its
+    multipart parser reports too many parts as a 400 with a fixed message: that is the batch
+    limit (the part limit is set to it), so it is the same 413 as a batch over the limit.
+    """
+    status, detail = exc.status_code, str(exc.detail)
+    if status == 413:
+        limit = request.scope.get(BODY_LIMIT_SCOPE_KEY)
+        return 413, "request_too_large", f"the request body is over this route's {limit}-byte limit"
+    if status == 400 and detail.startswith("Too many files"):
+        return 413, "too_many_files", detail
+    if status == 400 and detail.startswith("Too many fields"):
+        return 413, "too_many_fields", detail
+    return status, HTTP_CODES.get(status, "http_error"), detail
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -59,13 +88,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("invalid_request", "; ".join(parts) or "invalid request"), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(
-            exc.status_code, "http_error"
-        )
-        return JSONResponse(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=getattr(exc, "headers", None)
-        )
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        status, code, message = _describe(request, exc)
+        return JSONResponse(error_body(code, message), status_code=status, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -17,6 +17,7 @@ import streamlit as st
 
 from app.dashboard_pages import PAGES
 from app.dashboard_pages.common import Context
+from app.login import signed_in_user
 from wmstudio.client import WatermarkClient
 from wmstudio.offline import apply_offline_env
 from wmstudio.settings import Settings, get_settings
@@ -72,6 +73,7 @@ def main() -> None:
     st.set_page_config(page_title="Watermark Studio", page_icon="🏷️", layout="wide")
     settings = get_settings()
     apply_offline_env(settings.state_dir)
+    user = signed_in_user(settings)  # nothing below runs, and no data is read, before sign-in
     st.sidebar.title("Watermark Studio")
     page = _pick_page()
     _ensure_dataset(settings)
@@ -85,7 +87,7 @@ def main() -> None:
         st.sidebar.success(api_message)
     else:
         st.sidebar.warning(api_message)
-    context = Context(settings, dataset, api_ok, api_message, model)
+    context = Context(settings, dataset, api_ok, api_message, model, user)
     PAGES[page].render(context)
 
 

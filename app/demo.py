@@ -6,7 +6,9 @@ of brands and scores, and the raw JSON the API returned.
 
 from __future__ import annotations
 
+import asyncio
 import io
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import gradio as gr
@@ -14,10 +16,13 @@ from PIL import Image
 
 from app.examples import example_photos
 from wmstudio.client import APIClientError, APIUnavailable, WatermarkClient
+from wmstudio.exposure import InsecureDeployment, require_protection
 from wmstudio.offline import apply_offline_env
-from wmstudio.settings import get_settings
+from wmstudio.passwords import PasswordEntryError, parse_users, verify
+from wmstudio.settings import Settings, get_settings
 
 TABLE_HEADERS = ["file", "watermarked", "brand", "score", "box"]
+FAILURE_DELAY = 1.0  # seconds a failed sign-in costs (without blocking other users)
 
 
 def analyse(files: list[str] | None, mode: str, min_score: float, client: WatermarkClient) -> tuple:
@@ -79,10 +84,42 @@ def build_demo(client: WatermarkClient | None = None) -> gr.Blocks:
     return demo
 
 
+def login_check(settings: Settings) -> Callable[[str, str], Awaitable[bool]] | None:
+    """Gradio's ``auth`` for the configured users, or None where the demo may stay open.
+
+    The demo sends every photo to the API with the service's key, so beyond loopback it is
+    nobody's without a login: with no users configured it refuses to start (``InsecureDeployment``)
+    unless ``WMSTUDIO_ALLOW_INSECURE`` is set.
+    """
+    users = parse_users(settings.app_users)
+    if not users:
+        require_protection("demo", settings.api_host, False, settings.allow_insecure, "WMSTUDIO_APP_USERS")
+        return None
+
+    async def check(name: str, password: str) -> bool:
+        # scrypt is deliberately slow: off the event loop, so other users are not held up
+        if await asyncio.to_thread(verify, users, name, password):
+            return True
+        await asyncio.sleep(FAILURE_DELAY)
+        return False
+
+    return check
+
+
 def main() -> None:
     settings = get_settings()
     apply_offline_env(settings.state_dir)
-    build_demo().launch(server_name=settings.api_host, server_port=settings.demo_port, show_error=True)
+    try:
+        auth = login_check(settings)
+    except (InsecureDeployment, PasswordEntryError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    build_demo().launch(
+        server_name=settings.api_host,
+        server_port=settings.demo_port,
+        show_error=True,
+        auth=auth,
+        auth_message="Sign in with your Watermark Studio login.",
+    )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Usage:
 
 In-process: each real listing photo (``--photos``, default ../shared/data/listings/images; a
 synthetic 1080 px JPEG when absent) is decoded from its bytes as the API decodes uploads and
-run through the whole detector (network and any verifier), versions interleaved photo by photo
+run through the whole detector (network and post-processing), versions interleaved photo by photo
 so that both see the same machine load. API: a uvicorn server per version on a free loopback
 port, single client, the same photos posted to /v1/detect in turn. Prints medians and p95s.
 """
@@ -148,9 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, dict] = {}
     for version, times in in_process(detectors, photos, args.rounds).items():
         median, p95 = quantiles(times)
-        verifier = "network + verifier" if detectors[version].verifier else "network"
         results[version] = {"in_process_median_ms": round(median, 2), "in_process_p95_ms": round(p95, 2)}
-        print(f"{version} ({verifier}) in-process end to end: median {median:.1f} ms, p95 {p95:.1f} ms")
+        print(f"{version} in-process end to end: median {median:.1f} ms, p95 {p95:.1f} ms")
     with tempfile.TemporaryDirectory(prefix="wmstudio-bench-") as scratch:
         for version, folder in folders.items():
             median, p95 = quantiles(api_latency(folder, photos, args.requests, Path(scratch)))

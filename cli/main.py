@@ -39,7 +39,15 @@ def _fail(message: str, code: int = 2) -> None:
 @app.command()
 def ingest(
     source: Annotated[Path, typer.Argument(help="Folder or label file to ingest.")],
-    name: Annotated[str, typer.Option(help="Dataset name (folder under the state dir).")] = "default",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Dataset name (folder under the state dir; default: the dataset of this source, else 'default')."
+        ),
+    ] = None,
+    extend: Annotated[
+        bool, typer.Option("--extend", help="Add to the named dataset even though it holds other sources.")
+    ] = False,
     fmt: Annotated[str | None, typer.Option("--format", help="folders|csv|coco|yolo|labelstudio")] = None,
     default_brand: Annotated[str, typer.Option(help="Brand for a plain 'watermark/' folder.")] = "rumah123",
     as_json: Annotated[bool, typer.Option("--json", help="Print the ingest report as JSON.")] = False,
@@ -48,15 +56,19 @@ def ingest(
     _setup()
     from dataclasses import asdict
 
+    from wmstudio.data.identity import DatasetIdentityError, dataset_for_source
     from wmstudio.data.ingest import IngestError
     from wmstudio.data.ingest import ingest as run_ingest
 
     settings = get_settings()
     try:
+        name = dataset_for_source(
+            settings.datasets_dir, source, name, "default", extend, hint="--name NEW (or --extend)"
+        )
         manifest, report = run_ingest(
             source, settings.datasets_dir / name, fmt, name, settings.max_image_pixels, default_brand=default_brand
         )
-    except IngestError as exc:
+    except (IngestError, DatasetIdentityError) as exc:
         _fail(str(exc))
     if as_json:
         print(json.dumps(asdict(report), indent=1))
@@ -64,10 +76,16 @@ def ingest(
     console.print(
         f"[bold]{name}[/bold]: {report.added} added, {report.already_present} already present, "
         f"{len(report.skipped)} skipped, {len(report.normalised)} normalised, "
-        f"{len(report.box_issues)} box issues; {len(manifest.items)} images in total"
+        f"{len(report.box_issues)} box issues, {report.exact_copies} byte-identical copies (paths kept), "
+        f"{len(report.label_conflicts)} label conflicts; {len(manifest.items)} images in total"
     )
     for skipped in report.skipped:
         console.print(f"  skipped {skipped['file']}: {skipped['code']} ({skipped['reason']})")
+    for conflict in report.label_conflicts:
+        labels = ", ".join(f"{f['file']}={f['label']}" for f in conflict["files"])
+        console.print(
+            f"  [yellow]label conflict[/yellow] (all labels kept; `wmstudio curate duplicates` flags it): {labels}"
+        )
 
 
 @app.command()
@@ -282,18 +300,20 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
 ) -> None:
-    """Start the detection API (uvicorn)."""
+    """Start the detection API (uvicorn); beyond loopback it refuses to run without API keys."""
     import uvicorn
+
+    from api.main import create_app
+    from wmstudio.exposure import InsecureDeployment
 
     settings = get_settings()
     apply_offline_env(settings.state_dir)
-    uvicorn.run(
-        "api.main:create_app",
-        factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        log_level="info",
-    )
+    bind = host or settings.api_host
+    try:  # the app is built for the address really bound, so the exposure check sees it
+        api = create_app(settings.model_copy(update={"api_host": bind}))
+    except InsecureDeployment as exc:
+        _fail(str(exc))
+    uvicorn.run(api, host=bind, port=port or settings.api_port, log_level="info")
 
 
 @models_app.command("list")

@@ -60,7 +60,7 @@ def _print(records: list[dict], as_json: bool, notes: list[str], summary: str) -
             status = "" if record["status"] == "open" else f" ({record['status']})"
             typer.echo(
                 f"#{record['id']:<5} {record['kind']:<15} {record['score']:.3f}{group}{status} "
-                f"{Path(record['origin'] or record['file']).name}: {record['reason']}"
+                f"{Path(record['file']).name}: {record['reason']}"
             )
     for note in notes:
         typer.echo(note, err=True)
@@ -86,6 +86,7 @@ def duplicates(
 ) -> None:
     """Exact and near duplicates (clusters, train/test leakage) and outliers, stored as flags."""
     _setup()
+    from curation.dataset import CurationError
     from curation.fastdup_backend import FastdupUnavailable
     from curation.run import run_duplicates
     from wmstudio.settings import get_settings
@@ -97,7 +98,7 @@ def duplicates(
     out = None if no_gallery else gallery or settings.curation_dir / dataset.name / "duplicates.html"
     try:
         run = run_duplicates(dataset, settings, backend, url, out)
-    except FastdupUnavailable as exc:
+    except (FastdupUnavailable, CurationError) as exc:
         _fail(str(exc))
     notes = list(run.notes) + ([f"gallery: {run.gallery}"] if run.gallery else [])
     _print(run.records, as_json, notes, _summary(run))
@@ -123,6 +124,7 @@ def labels(
 ) -> None:
     """Label issues: Cleanlab on cross-validated probabilities (images) and on detector boxes."""
     _setup()
+    from curation.dataset import CurationError
     from curation.run import run_labels
     from wmstudio.registry import Registry, RegistryError
     from wmstudio.settings import get_settings
@@ -135,7 +137,10 @@ def labels(
         except RegistryError as exc:
             _fail(str(exc))
     dataset = _dataset(target, name)
-    run = run_labels(dataset, settings, url, threshold, box_threshold, confident, model_dir, boxes=not no_boxes)
+    try:
+        run = run_labels(dataset, settings, url, threshold, box_threshold, confident, model_dir, boxes=not no_boxes)
+    except CurationError as exc:
+        _fail(str(exc))
     _print(run.records, as_json, run.notes, _summary(run))
 
 
@@ -144,6 +149,13 @@ def decide(
     flag_id: Annotated[int, typer.Argument(help="Flag id (the 'id' in --json output).")],
     decision: Annotated[str, typer.Argument(help="accept | dismiss | reopen")],
     by: Annotated[str, typer.Option("--by", help="Reviewer's name (stored with the decision).")],
+    label: Annotated[
+        str | None,
+        typer.Option(
+            help="With accept on a label_conflict/label_issue: the right label (rumah123|99co|none), "
+            "written to every copy."
+        ),
+    ] = None,
     url: Url = None,
 ) -> None:
     """Accept (fix it) or dismiss (not a problem) a flag; dismissed flags are not raised again."""
@@ -152,8 +164,8 @@ def decide(
     from wmstudio.store.session import transaction
 
     try:
-        with transaction(url) as session:
-            flag = record_decision(session, flag_id, decision, by)
+        with transaction(url, immediate=True) as session:
+            flag = record_decision(session, flag_id, decision, by, label)
             record = flag_record(flag)
     except DecisionError as exc:
         _fail(str(exc))

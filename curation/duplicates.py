@@ -1,7 +1,8 @@
 """Exact and near duplicates: perceptual hashes (default, licence-clean) or fastdup.
 
 Both backends share one notion of "exact": identical decoded pixels (the same photo re-saved
-losslessly or with other metadata; byte-identical files are already merged at ingest). They
+losslessly or with other metadata). Byte-identical files are one stored item with several
+origins; :mod:`curation.copies` flags those, and conflicting labels among copies. The backends
 differ in "near":
 
 - ``imagehash`` (default): a 64-bit difference hash and a 64-bit DCT perceptual hash per image;
@@ -46,6 +47,7 @@ class ImageRef:
     width: int
     height: int
     origin: str
+    labelled: tuple[tuple[str, str | None], ...] = ()  # (user path, label) of every byte-identical copy
 
     @property
     def name(self) -> str:
@@ -103,7 +105,15 @@ class DuplicateResult:
 
 def refs_of(dataset: CurationDataset) -> list[ImageRef]:
     return [
-        ImageRef(item.sha256, dataset.folder / item.path, item.split, item.width, item.height, item.origin)
+        ImageRef(
+            item.sha256,
+            dataset.folder / item.path,
+            item.split,
+            item.width,
+            item.height,
+            item.origin,
+            tuple(item.labelled_paths()),
+        )
         for item in dataset.items()
     ]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("exact_duplicate", "near_duplicate", "outlier", "label_issue", "box_issue")
-DUPLICATE_KINDS = ("exact_duplicate", "near_duplicate", "outlier")
+KINDS = ("exact_duplicate", "near_duplicate", "outlier", "label_issue", "box_issue", "label_conflict")
+DUPLICATE_KINDS = ("exact_duplicate", "near_duplicate", "outlier", "label_conflict")  # what `curate duplicates` checks
 LABEL_KINDS = ("label_issue", "box_issue")
 
 

@@ -32,6 +32,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,8 +42,10 @@ from sqlalchemy.orm import Session
 
 from curation.queue import LS_AUTHOR_PREFIX, image_file, pending_items
 from wmstudio.brands import BRANDS, normalise_brand
+from wmstudio.data.paths import UnsafeReference, labelstudio_image
 from wmstudio.store.models import Image, Label, QueueItem
 from wmstudio.store.models import Prediction as PredictionRow
+from wmstudio.store.session import lock_for_writing
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,7 @@ class PullReport:
     conflicts: list[dict] = field(default_factory=list)
     requeued_deleted: int = 0
     unknown_tasks: int = 0
+    refused: list[dict] = field(default_factory=list)  # tasks whose image is not ours to trust
 
 
 @dataclass(frozen=True)
@@ -345,6 +349,9 @@ class LabelStudioSync:
         hooks = self.call("listing webhooks", lambda: list(self.client.webhooks.list(project=str(project_id))))
         for hook in hooks:
             if hook.url == url:
+                if (hook.headers or {}) != (headers or {}):  # e.g. a new secret, or an old X-API-Key header
+                    update = partial(self.client.webhooks.update, id=hook.id, headers=headers or {})
+                    self.call("updating the webhook", update)
                 return hook.id
         actions = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_DELETED"]
         hook = self.call(
@@ -459,6 +466,7 @@ class LabelStudioSync:
             ids = [item.id for item in pending_items(session, max(0, k - report.outstanding))]
         for item_id in ids:
             with transaction() as session:
+                lock_for_writing(session)
                 item = session.get(QueueItem, item_id)
                 if item is None or item.status != "pending":
                     report.already_sent += 1
@@ -490,11 +498,15 @@ class LabelStudioSync:
         tasks = list(self.iter_tasks(project_id))
         users = self.users() if any(t.get("annotations") for t in tasks) else {}
         for task in tasks:
-            with transaction() as session:
-                outcome = apply_task(session, task, users)
+            try:
+                outcome = self.take_task(transaction, task, users)
+            except UnsafeReference as exc:
+                report.refused.append({"task": task.get("id"), "reason": exc.message})
+                continue
             _count(report, outcome, task)
         alive = {int(t["id"]) for t in tasks}
         with transaction() as session:
+            lock_for_writing(session)
             sent = session.scalars(select(QueueItem).where(QueueItem.status == "sent")).all()
             for item in sent:
                 if item.label_studio_task_id is not None and item.label_studio_task_id not in alive:
@@ -503,13 +515,42 @@ class LabelStudioSync:
         return report
 
     def pull_task(self, transaction: Callable[[], Any], task_id: int) -> str:
-        """Take in one task now (the webhook path); a deleted task re-queues its item."""
+        """Take in one task now (the webhook path); a deleted task re-queues its item.
+
+        The task is read back from Label Studio, so only what Label Studio really holds is
+        stored; a task of another project (ids are server-wide) is left alone as ``foreign``.
+        """
         task = self.get_task(task_id)
-        with transaction() as session:
-            if task is None:
+        if task is not None and task.get("project") != self.ensure_project():
+            log.warning("webhook named task %s of project %s, not ours: ignored", task_id, task.get("project"))
+            return "foreign"
+        if task is None:
+            with transaction() as session:
+                lock_for_writing(session)
                 return tasks_deleted(session, [task_id])
-            needs_users = any(not isinstance(a.get("completed_by"), dict) for a in task.get("annotations") or [])
-            return apply_task(session, task, self.users() if needs_users else {})
+        needs_users = any(not isinstance(a.get("completed_by"), dict) for a in task.get("annotations") or [])
+        try:
+            return self.take_task(transaction, task, self.users() if needs_users else {})
+        except UnsafeReference as exc:
+            log.warning("task %s refused: %s", task_id, exc.message)
+            return "refused"
+
+    def check_image(self, task: dict) -> None:
+        """Raise UnsafeReference unless the task's image is a file under our document root or on this server.
+
+        Tasks we push reference ``/data/local-files/?d=...``; a task pointing at another host,
+        ``file://`` or a path outside the root was not made by us and is not taken in.
+        """
+        ref = (task.get("data") or {}).get(IMAGE_FIELD)
+        if ref is not None:
+            labelstudio_image(str(ref), self.document_root, self.url)
+
+    def take_task(self, transaction: Callable[[], Any], task: dict, users: dict[int, str]) -> str:
+        """Store one task's answer in its own write-locked transaction (see :func:`apply_task`)."""
+        self.check_image(task)
+        with transaction() as session:
+            lock_for_writing(session)
+            return apply_task(session, task, users)
 
 
 def _count(report: PullReport, outcome: str, task: dict) -> None:

@@ -140,6 +140,8 @@ def pull(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     )
     for conflict in report.conflicts:
         console.print(f"  [yellow]conflict[/yellow] task {conflict['task']}: settle it in Label Studio")
+    for refused in report.refused:
+        console.print(f"  [red]refused[/red] task {refused['task']}: {refused['reason']}")
 
 
 @app.command()
@@ -163,7 +165,10 @@ def webhook(
 
     settings = get_settings()
     target = url or settings.label_studio_webhook_url or f"{settings.api_url.rstrip('/')}/v1/webhooks/label-studio"
-    headers = {"X-API-Key": settings.api_keys[0]} if settings.api_keys else {}
+    # Its own secret, never an API key: any Label Studio user can read a webhook's headers.
+    if settings.label_studio_configured and not settings.webhook_secret:
+        _fail("set WMSTUDIO_WEBHOOK_SECRET (here and in the API) first: the API refuses the webhook without it")
+    headers = {"X-Webhook-Secret": settings.webhook_secret} if settings.webhook_secret else {}
     try:
         hook = _sync().ensure_webhook(target, headers)
     except LabelStudioUnavailable as exc:

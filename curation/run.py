@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from curation.copies import copy_findings
 from curation.dataset import CurationDataset, sync_to_store
 from curation.decisions import flag_record, record_findings
 from curation.duplicates import DuplicateResult, find_duplicates, refs_of
@@ -46,7 +47,7 @@ class RunResult:
 
 
 def _record(dataset: CurationDataset, findings: list[Finding], kinds: tuple[str, ...], url: str | None) -> RunResult:
-    with transaction(url) as session:
+    with transaction(url, immediate=True) as session:
         recorded = record_findings(session, dataset.name, findings, kinds)
         records = [flag_record(flag, str(dataset.folder)) for flag in recorded.flags]
     return RunResult(records, findings, recorded.created, recorded.updated, recorded.suppressed, recorded.closed)
@@ -61,7 +62,7 @@ def run_duplicates(
 ) -> RunResult:
     """Exact/near duplicates and outliers with the chosen backend; optional HTML gallery."""
     backend = backend or settings.duplicates_backend
-    sync_to_store(dataset, url)
+    left = sync_to_store(dataset, url)
     refs = refs_of(dataset)
     from curation.fastdup_backend import venv_python
 
@@ -77,11 +78,15 @@ def run_duplicates(
     outliers = result.outliers
     if outliers is None:
         outliers = find_outliers([r.key for r in refs], feature_matrix([r.path for r in refs]), settings.outlier_z)
-    run = _record(dataset, result.findings + outliers, DUPLICATE_KINDS, url)
+    copies = copy_findings(refs, result)
+    run = _record(dataset, result.findings + copies + outliers, DUPLICATE_KINDS, url)
+    run.closed += left
     run.duplicates = result
+    conflicts = sum(f.kind == "label_conflict" for f in copies)
     leaks = [c for c in result.clusters if c.leak]
     run.notes.append(
-        f"{backend}: {len(result.clusters)} duplicate clusters ({len(leaks)} spanning splits), {len(outliers)} outliers"
+        f"{backend}: {len(result.clusters)} duplicate clusters ({len(leaks)} spanning splits), "
+        f"{len(outliers)} outliers, {conflicts} label conflicts among copies"
     )
     if gallery is not None:
         from curation.gallery import write_gallery
@@ -122,7 +127,7 @@ def run_labels(
     from curation.labels import detector_features, image_label_issues, labelled_brands
     from curation.predictions import predict_dataset
 
-    sync_to_store(dataset, url)
+    left = sync_to_store(dataset, url)
     items = dataset.items()
     keys = [item.sha256 for item in items]
     loaded = load_detector(settings, model_dir) if use_detector else None
@@ -172,6 +177,7 @@ def run_labels(
         findings += box_findings
         kinds = LABEL_KINDS
     run = _record(dataset, findings, kinds, url)
+    run.closed += left
     run.notes += notes
     run.model_version = loaded[1] if loaded else None
     return run

@@ -23,6 +23,8 @@ from wmstudio.offline import apply_offline_env
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("WMSTUDIO_DATA_DIR", ROOT.parent / "shared" / "data"))
 BUNDLED_REGISTRY = ROOT / "models"
+WEBHOOK_SECRET = "hook-secret"  # the secured server's Label Studio webhook secret
+FUZZ_RATE = "100/second"  # webhook throttle of the shared servers: schemathesis must get past it
 
 apply_offline_env(ROOT / ".wmstudio")
 
@@ -115,7 +117,7 @@ def wait_for(url: str, timeout: float = 60.0, expect: int = 200) -> None:
 class Server:
     """A real uvicorn process serving the API on 127.0.0.1."""
 
-    def __init__(self, env: dict[str, str], state_dir: Path) -> None:
+    def __init__(self, env: dict[str, str], state_dir: Path, ready_path: str = "/readyz") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = state_dir / f"api-{self.port}.log"
@@ -140,7 +142,7 @@ class Server:
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_for(f"{self.url}/readyz")
+            wait_for(f"{self.url}{ready_path}")
         except TimeoutError:
             self.stop()
             raise RuntimeError(self.log.read_text()) from None
@@ -164,7 +166,12 @@ def registry_copy(tmp_path_factory: pytest.TempPathFactory, bundled_registry: Pa
 @pytest.fixture(scope="session")
 def api_server(registry_copy: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = Server(
-        {"WMSTUDIO_REGISTRY_DIR": str(registry_copy), "WMSTUDIO_API_KEYS": "", "WMSTUDIO_RELOAD_POLL_SECONDS": "0.5"},
+        {
+            "WMSTUDIO_REGISTRY_DIR": str(registry_copy),
+            "WMSTUDIO_API_KEYS": "",
+            "WMSTUDIO_RELOAD_POLL_SECONDS": "0.5",
+            "WMSTUDIO_WEBHOOK_RATE_LIMIT": FUZZ_RATE,
+        },
         tmp_path_factory.mktemp("state"),
     )
     yield server
@@ -174,7 +181,12 @@ def api_server(registry_copy: Path, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="session")
 def secured_server(bundled_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = Server(
-        {"WMSTUDIO_REGISTRY_DIR": str(bundled_registry), "WMSTUDIO_API_KEYS": "k-one,k-two"},
+        {
+            "WMSTUDIO_REGISTRY_DIR": str(bundled_registry),
+            "WMSTUDIO_API_KEYS": "k-one,k-two",
+            "WMSTUDIO_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "WMSTUDIO_WEBHOOK_RATE_LIMIT": FUZZ_RATE,
+        },
         tmp_path_factory.mktemp("state-secured"),
     )
     yield server

@@ -122,7 +122,8 @@ def test_duplicates_run_stores_flags_gallery_and_respects_decisions(planted, set
     html = gallery.read_text()
     assert html.count("<section") == 3 and "data:image/jpeg;base64," in html and "leak" in html
 
-    resized = next(r for r in first.records if r["file"].endswith(dataset.manifest.items[keys["resized"]].path))
+    resized = next(r for r in first.records if r["stored"].endswith(dataset.manifest.items[keys["resized"]].path))
+    assert resized["file"] == "resized.jpg" and resized["files"] == ["room1.jpg", "resized.jpg"]
     exact = next(r for r in first.records if r["kind"] == "exact_duplicate")
     with transaction(store) as session:
         decide(session, resized["id"], "dismiss", "alice")
@@ -312,7 +313,7 @@ def test_cli_json_shape_and_decide(planted, tmp_path, monkeypatch):
     for flag in flags:
         assert set(flag) >= JSON_KEYS
         assert flag["kind"] in {"exact_duplicate", "near_duplicate"} and 0 <= flag["score"] <= 1
-        assert Path(flag["file"]).exists() and flag["group"]
+        assert Path(flag["stored"]).exists() and flag["group"] and flag["file"] == flag["origin"]
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -20,6 +20,7 @@ from app.dashboard_pages.outcomes import judge
 from tests.conftest import ROOT, encode, free_port, photo
 from tests.dashboard_seed import seed_state
 from wmstudio.data.manifest import Manifest
+from wmstudio.passwords import make_entry
 from wmstudio.registry import Registry
 from wmstudio.settings import get_settings
 
@@ -234,15 +235,26 @@ def test_queue_pull_without_label_studio_is_a_message(live):
 # --- curation ----------------------------------------------------------------------------------
 
 
-def test_curation_accept_and_dismiss_are_stored(live):
+def sign_in(app: AppTest, name: str, password: str) -> AppTest:
+    app.text_input(key="sign_in_user").set_value(name)
+    app.text_input(key="sign_in_password").set_value(password)
+    return app.button[0].click().run()
+
+
+def test_curation_accept_and_dismiss_are_stored(live, monkeypatch):
+    """Decisions are recorded under the signed-in name: there is no reviewer box to type into."""
     from app.dashboard_data import flags
 
+    monkeypatch.setenv("WMSTUDIO_APP_USERS", make_entry("ana", "pw-ana"))
+    get_settings.cache_clear()
     app = open_page("curation")
+    assert "dup-1" not in texts(app, "markdown")  # nothing but the sign-in form
+    app = sign_in(app, "ana", "pw-ana")
     no_traceback(app)
+    assert not [box for box in app.sidebar.text_input if box.key == "reviewer"]
     assert "dup-1" in texts(app, "markdown")
     assert "labelled rumah123 but looks clean" in texts(app, "markdown")
     assert charts(app)
-    app.sidebar.text_input(key="reviewer").set_value("ana").run()
     app.button(key="acc-c-dup-1").click().run()
     no_traceback(app)
     assert "marked accepted by ana" in texts(app, "success")
@@ -255,6 +267,38 @@ def test_curation_accept_and_dismiss_are_stored(live):
     assert status[live["flags"][3]] == ("open", None)
     # decided findings leave the default "open" view
     assert "dup-1" not in texts(app, "markdown")
+
+
+# --- sign-in -----------------------------------------------------------------------------------
+
+
+def test_no_page_without_signing_in_when_logins_are_configured(live, monkeypatch):
+    monkeypatch.setenv("WMSTUDIO_APP_USERS", make_entry("ana", "pw-ana"))
+    get_settings.cache_clear()
+    app = open_page("overview")
+    no_traceback(app)
+    assert [box.key for box in app.text_input] == ["sign_in_user", "sign_in_password"]
+    assert not app.sidebar.radio and not charts(app)  # no page picker, no data
+    app = sign_in(app, "ana", "wrong")
+    assert "wrong password" in texts(app, "error") and not app.sidebar.radio
+    app = sign_in(app, "mallory", "pw-ana")
+    assert "wrong password" in texts(app, "error") and not app.sidebar.radio
+    app = sign_in(app, "ana", "pw-ana")
+    no_traceback(app)
+    assert app.sidebar.radio and "Signed in as **ana**" in texts(app.sidebar, "caption")
+
+
+def test_exposed_dashboard_without_logins_shows_nothing(live, monkeypatch):
+    """Bound beyond loopback (compose, Kubernetes) with no WMSTUDIO_APP_USERS: refuses, says what to set."""
+    monkeypatch.setenv("WMSTUDIO_API_HOST", "0.0.0.0")
+    get_settings.cache_clear()
+    app = open_page("curation")
+    no_traceback(app)
+    assert "WMSTUDIO_APP_USERS" in texts(app, "error") and not app.sidebar.radio
+    assert "dup-1" not in texts(app, "markdown")
+    monkeypatch.setenv("WMSTUDIO_ALLOW_INSECURE", "1")  # said on purpose: open again
+    get_settings.cache_clear()
+    assert open_page("curation").sidebar.radio
 
 
 # --- models ------------------------------------------------------------------------------------

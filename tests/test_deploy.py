@@ -269,6 +269,56 @@ def test_compose_configuration_is_documented(compose):
         assert re.search(rf"\$\{{{secret}:\?", text), secret
 
 
+def compose_settings(compose: dict, service: str, dotenv: dict[str, str]) -> Settings:
+    """The settings a compose service's process sees: the image's ENV, compose's environment, ``.env``."""
+    runtime = dockerfile_stages()["runtime"]
+    image_env = dict(re.findall(r"(WMSTUDIO_\w+)=(\S+)", runtime))
+    environment = {k: str(v) for k, v in compose["services"][service].get("environment", {}).items()}
+    merged = {**image_env, **dotenv, **environment}
+    fields = {name[len("WMSTUDIO_") :].lower(): value for name, value in merged.items() if name.startswith("WMSTUDIO_")}
+    return Settings(_env_file=None, **{k: v for k, v in fields.items() if k in Settings.model_fields})
+
+
+def test_compose_is_secure_by_default(compose, monkeypatch, tmp_path):
+    """Ports only on loopback; without keys and logins the API, dashboard and demo refuse to start."""
+    from api.main import create_app
+    from app.demo import login_check
+    from wmstudio.exposure import InsecureDeployment
+
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert port.startswith("${BIND_ADDRESS:-127.0.0.1}:"), f"{name} publishes {port} on every interface"
+        assert "WMSTUDIO_ALLOW_INSECURE" not in service.get("environment", {}), name
+    documented = env_example()
+    assert documented["BIND_ADDRESS"] == "127.0.0.1"
+    assert documented["WMSTUDIO_API_KEYS"] == documented["WMSTUDIO_APP_USERS"] == ""
+    assert documented["WMSTUDIO_ALLOW_INSECURE"] in ("", "false", "0")
+    for key in list(os.environ):
+        if key.startswith("WMSTUDIO_"):
+            monkeypatch.delenv(key)
+    dotenv = {k: v for k, v in documented.items() if k.startswith("WMSTUDIO_")}  # `cp .env.example .env`
+    api = compose_settings(compose, "api", dotenv)
+    assert api.api_host == "0.0.0.0" and not api.api_keys
+    with pytest.raises(InsecureDeployment, match="WMSTUDIO_API_KEYS"):
+        create_app(api)
+    with pytest.raises(InsecureDeployment, match="WMSTUDIO_APP_USERS"):
+        login_check(compose_settings(compose, "demo", dotenv))
+    dashboard = compose["services"]["dashboard"]["command"]
+    assert "--server.address=0.0.0.0" in dashboard  # exposed: app/login.py then requires logins
+    # with keys the API starts; the explicit flag is the only other way
+    create_app(api.model_copy(update={"api_keys": ["a-key"], "registry_dir": tmp_path, "state_dir": tmp_path}))
+
+
+def test_compose_label_studio_serves_only_the_datasets_folder(compose):
+    label_studio = compose["services"]["label-studio"]
+    root = label_studio["environment"]["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"]
+    assert root == "/var/lib/wmstudio/datasets"
+    assert compose["x-wmstudio-env"]["WMSTUDIO_LABEL_STUDIO_DOCUMENT_ROOT"] == root
+    # the datasets folder is where the loop's volume holds them, mounted read-only
+    assert "loop-state:/var/lib/wmstudio:ro" in label_studio["volumes"]
+    assert all(not v.endswith(":/") and ":/data" not in v for v in label_studio["volumes"])
+
+
 def test_compose_app_commands(compose):
     dashboard = compose["services"]["dashboard"]["command"]
     assert dashboard[:2] == ["streamlit", "run"] and dashboard[2].endswith("site-packages/app/dashboard.py")
@@ -311,12 +361,14 @@ def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
 EXPECTED_KINDS = {
     "overlays/dev": {
         "Namespace", "ServiceAccount", "ConfigMap", "Secret", "PersistentVolumeClaim", "Deployment", "Service",
-        "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress", "NetworkPolicy", "CronJob",
-    },
+        "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "CronJob",
+    },  # no Ingress: dev runs open (WMSTUDIO_ALLOW_INSECURE), reached by port-forward only
     "jobs/train": {"Job"},
     "jobs/bulk-scan": {"Job", "ConfigMap"},
 }  # fmt: skip
-EXPECTED_KINDS["overlays/prod"] = EXPECTED_KINDS["overlays/dev"] - {"Secret"} | {"ServiceMonitor", "PrometheusRule"}
+EXPECTED_KINDS["overlays/prod"] = EXPECTED_KINDS["overlays/dev"] - {"Secret"} | {
+    "Ingress", "ServiceMonitor", "PrometheusRule"
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("target", OVERLAYS + JOBS)
@@ -429,6 +481,47 @@ def test_references_resolve(target):
             backend = rule["http"]["paths"][0]["backend"]["service"]
             ports = [p["name"] for p in by_kind(docs, "Service")[backend["name"]]["spec"]["ports"]]
             assert backend["port"]["name"] in ports
+
+
+def test_kubernetes_is_secure_by_default(monkeypatch):
+    """Base and prod: keys and logins from the Secret, /metrics not routed; dev says it runs open."""
+    from api.main import create_app
+    from wmstudio.exposure import InsecureDeployment
+
+    for key in list(os.environ):
+        if key.startswith("WMSTUDIO_"):
+            monkeypatch.delenv(key)
+
+    prod = render("overlays/prod")
+    config = by_kind(prod, "ConfigMap")["wmstudio-config"]["data"]
+    assert config["WMSTUDIO_API_HOST"] == "0.0.0.0" and "WMSTUDIO_ALLOW_INSECURE" not in config
+    fields = {k[len("WMSTUDIO_") :].lower(): v for k, v in config.items() if k.startswith("WMSTUDIO_")}
+    with pytest.raises(InsecureDeployment):  # a Secret without keys: the API does not start
+        create_app(Settings(_env_file=None, **fields))
+    template = yaml.safe_load((K8S / "base" / "secret.example.yaml").read_text())["stringData"]
+    assert {"WMSTUDIO_API_KEYS", "WMSTUDIO_APP_USERS", "WMSTUDIO_CLIENT_API_KEY", "WMSTUDIO_WEBHOOK_SECRET"} <= set(
+        template
+    )
+    deployments = by_kind(prod, "Deployment")
+    dashboard = deployments["wmstudio-dashboard"]["spec"]["template"]["spec"]["containers"][0]
+    assert {"secretRef": {"name": "wmstudio-secrets"}} in dashboard["envFrom"]
+    demo = deployments["wmstudio-demo"]["spec"]["template"]["spec"]["containers"][0]
+    from_secret = {e["name"] for e in demo["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    assert from_secret == {"WMSTUDIO_APP_USERS", "WMSTUDIO_CLIENT_API_KEY"}  # not the database or Label Studio
+    assert not [e for e in demo.get("envFrom", []) if "secretRef" in e]
+
+    ingress = by_kind(prod, "Ingress")["wmstudio"]
+    api_rule = next(r for r in ingress["spec"]["rules"] if r["host"].startswith("api."))
+    routed = {(p["path"], p["pathType"]) for p in api_rule["http"]["paths"]}
+    assert routed == {("/v1", "Prefix"), ("/docs", "Exact"), ("/openapi.json", "Exact")}
+    for private in ("/metrics", "/healthz", "/readyz"):
+        assert not any(private.startswith(path) for path, kind in routed if kind == "Prefix"), private
+    # Prometheus still scrapes /metrics directly (ServiceMonitor + NetworkPolicy from the monitoring namespace)
+    assert by_kind(prod, "ServiceMonitor")["wmstudio-api"]["spec"]["endpoints"][0]["path"] == "/metrics"
+
+    dev = render("overlays/dev")
+    assert by_kind(dev, "ConfigMap")["wmstudio-config"]["data"]["WMSTUDIO_ALLOW_INSECURE"] == "true"
+    assert "Ingress" not in {doc["kind"] for doc in dev}
 
 
 def test_configuration_and_secrets():

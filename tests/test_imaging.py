@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import tracemalloc
+
+import numpy as np
 import pytest
+from PIL import Image, TiffImagePlugin
 
 from tests.conftest import (
     animated_gif,
     bomb_png,
     cmyk_jpeg,
+    encode,
     exif_rotated_jpeg,
     jpeg_bytes,
     palette_png,
+    photo,
     png16,
     rgba_png,
     truncated_jpeg,
@@ -115,4 +122,59 @@ def test_non_images_are_refused_even_after_ultralytics_patched_pillow():
 
     with pytest.raises(ImageError) as info:
         decode_image(b"plain text, not a photo")
+    assert info.value.code == "not_an_image"
+
+
+def test_sixteen_bit_grey_keeps_its_high_byte_with_integer_arithmetic():
+    """High byte, exactly: no float64 round trip (65535 -> 255, 256 -> 1, 255 -> 0)."""
+    values = np.array([[0, 255, 256, 32768, 65535]], dtype=np.uint16)
+    decoded = decode_image(encode(Image.fromarray(values), "PNG"))
+    assert [decoded.image.getpixel((x, 0))[0] for x in range(5)] == [0, 0, 1, 128, 255]
+
+
+def test_sixteen_bit_decoding_makes_no_float_copies():
+    """numpy reports its buffers to tracemalloc: a float64 copy of 4 MP alone would be 32 MB."""
+    data = encode(Image.fromarray(np.full((2000, 2000), 40000, dtype=np.uint16)), "PNG")
+    tracemalloc.start()
+    try:
+        decode_image(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 * 1024 * 1024, peak
+
+
+@pytest.mark.parametrize("mode", ["RGB", "I;16", "P", "1", "RGBA"])
+def test_max_side_reduces_right_after_decoding(mode):
+    image = photo(3000, 1500).convert(mode) if mode != "I;16" else Image.new("I;16", (3000, 1500), 30000)
+    decoded = decode_image(encode(image, "PNG"), max_side=1024)
+    assert decoded.image.mode == "RGB" and decoded.image.size == (1000, 500)  # factor 3
+    assert (decoded.width, decoded.height) == (3000, 1500) and decoded.scale == (3.0, 3.0)
+
+
+def test_max_side_keeps_the_exif_rotation():
+    decoded = decode_image(exif_rotated_jpeg(1280, 960), max_side=500)
+    assert decoded.exif_rotated and decoded.image.size == (320, 427)  # upright portrait, factor 3
+    assert (decoded.width, decoded.height) == (960, 1280)
+
+
+def test_multipage_tiff_is_not_walked(monkeypatch):
+    pages = [photo(64, 48, seed=i) for i in range(3)]
+    buffer = io.BytesIO()
+    pages[0].save(buffer, "TIFF", save_all=True, append_images=pages[1:])
+
+    def walk(self):
+        raise AssertionError("decode_image counted every page of a TIFF")
+
+    monkeypatch.setattr(TiffImagePlugin.TiffImageFile, "n_frames", property(walk))
+    decoded = decode_image(buffer.getvalue())
+    assert decoded.animated and decoded.image.size == (64, 48)
+    assert not decode_image(jpeg_bytes()).animated
+
+
+@pytest.mark.parametrize("fmt", ["ICO", "PPM", "TGA", "PCX"])
+def test_only_our_parsers_see_the_bytes(fmt):
+    """Formats Pillow could read but we do not accept are not even parsed: not an image to us."""
+    with pytest.raises(ImageError) as info:
+        decode_image(encode(photo(64, 48), fmt))
     assert info.value.code == "not_an_image"

@@ -41,6 +41,8 @@ USER = "admin@wmstudio.local"
 PASSWORD = "pw123456"
 TOKEN = "abc123abc123abc123abc123abc123abc123abcd"
 TEMPLATE = ls_server.DEFAULT_VENV / "test-template.sqlite3"
+HOOK_SECRET = "ls-hook-secret"
+HOOK_HEADERS = {"X-Webhook-Secret": HOOK_SECRET}  # what `wmstudio queue webhook` registers
 SIZES = [(640, 480), (800, 600), (500, 500), (1000, 400)]
 
 
@@ -177,6 +179,41 @@ def test_percent_to_pixels_including_rotation_and_clipping() -> None:
     assert percent_to_pixels({"x": 95, "y": 95, "width": 10, "height": 10}, 100, 100) == (95.0, 95.0, 100.0, 100.0)
 
 
+@pytest.mark.parametrize(
+    ("image", "code"),
+    [
+        ("/data/local-files/?d=pool/images/ab/abc.jpg", None),
+        ("http://127.0.0.1:8080/data/local-files/?d=pool/a.jpg", None),
+        ("/data/upload/3/a.jpg", None),
+        ("http://evil.example/steal.jpg", "foreign_host"),
+        ("https://127.0.0.1:8080/data/local-files/?d=pool/a.jpg", "foreign_host"),
+        ("file:///etc/passwd", "outside_source"),
+        ("/data/local-files/?d=../../etc/passwd", "outside_source"),
+        ("/data/local-files/?d=/etc/passwd", "outside_source"),
+    ],
+)
+def test_pull_takes_only_tasks_whose_image_is_ours(tmp_path: Path, image: str, code: str | None) -> None:
+    """A task pointing elsewhere was not made by our push: refused before the store is touched."""
+    from wmstudio.data.paths import UnsafeReference
+
+    sync = LabelStudioSync("http://127.0.0.1:8080", "token", "queue", tmp_path)
+    task = {"id": 5, "data": {"image": image, ID_FIELD: 1}, "annotations": []}
+    opened: list[bool] = []
+
+    def transaction():  # a store that only records that it was opened
+        opened.append(True)
+        raise RuntimeError("stop here")
+
+    if code is None:
+        with pytest.raises(RuntimeError, match="stop here"):
+            sync.take_task(transaction, task, {})
+        assert opened == [True]
+    else:
+        with pytest.raises(UnsafeReference) as refused:
+            sync.take_task(transaction, task, {})
+        assert refused.value.code == code and opened == []
+
+
 # --- push / pull against the real server -------------------------------------------------------
 
 
@@ -292,10 +329,17 @@ def test_no_watermark_skip_conflict_and_deleted_task(store: dict) -> None:
 @pytest.fixture(scope="module")
 def webhook_api(store: dict, registry_copy: Path) -> Iterator[Server]:
     server = Server(
-        {**store, "WMSTUDIO_REGISTRY_DIR": str(registry_copy), "WMSTUDIO_API_KEYS": ""},
+        {
+            **store,
+            "WMSTUDIO_REGISTRY_DIR": str(registry_copy),
+            "WMSTUDIO_API_KEYS": "",
+            "WMSTUDIO_WEBHOOK_SECRET": HOOK_SECRET,
+        },
         Path(store["WMSTUDIO_STATE_DIR"]),
     )
-    probe = httpx.post(f"{server.url}/v1/webhooks/label-studio", json={"action": "PING"}, timeout=120)
+    probe = httpx.post(
+        f"{server.url}/v1/webhooks/label-studio", json={"action": "PING"}, headers=HOOK_HEADERS, timeout=120
+    )
     if probe.status_code == 404:
         server.stop()
         pytest.skip("api/main.py does not include api.webhooks.router yet")
@@ -305,8 +349,8 @@ def webhook_api(store: dict, registry_copy: Path) -> Iterator[Server]:
 
 def test_webhook_stores_an_annotation_as_soon_as_it_is_saved(store: dict, webhook_api: Server) -> None:
     sync = _sync()
-    hook = sync.ensure_webhook(f"{webhook_api.url}/v1/webhooks/label-studio")
-    assert sync.ensure_webhook(f"{webhook_api.url}/v1/webhooks/label-studio") == hook  # registered once
+    hook = sync.ensure_webhook(f"{webhook_api.url}/v1/webhooks/label-studio", HOOK_HEADERS)
+    assert sync.ensure_webhook(f"{webhook_api.url}/v1/webhooks/label-studio", HOOK_HEADERS) == hook  # once
     item = next(i for i in _items().values() if i.status == "pending")
     assert sync.push(_transaction, 1).created == 1
     task_id = _items()[item.image_id].label_studio_task_id
@@ -324,13 +368,17 @@ def test_webhook_stores_an_annotation_as_soon_as_it_is_saved(store: dict, webhoo
 
     assert (
         httpx.post(
-            f"{webhook_api.url}/v1/webhooks/label-studio", json={"action": "PROJECT_UPDATED"}, timeout=60
+            f"{webhook_api.url}/v1/webhooks/label-studio",
+            json={"action": "PROJECT_UPDATED"},
+            headers=HOOK_HEADERS,
+            timeout=60,
         ).json()["status"]
         == "ignored"
     )
     replay = httpx.post(
         f"{webhook_api.url}/v1/webhooks/label-studio",
         json={"action": "ANNOTATION_UPDATED", "task": {"id": task_id}, "annotation": {"task": task_id}},
+        headers=HOOK_HEADERS,
         timeout=60,
     ).json()
     assert replay["status"] == "stored" and replay["tasks"] == {str(task_id): "unchanged"}

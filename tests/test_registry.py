@@ -59,6 +59,40 @@ def test_rollback_skips_rejections(tmp_path):
     assert registry.rollback() == "v1"
 
 
+def test_a_double_rollback_goes_further_back_never_forward(tmp_path):
+    """v1 -> v2 -> v3, then two rollbacks: v2, then v1. The old code re-promoted v3 the second time."""
+    registry = _registry(tmp_path / "models", 3)
+    for version in ("v1", "v2", "v3"):
+        registry.promote(version)
+    assert registry.rollback("v3 misbehaves") == "v2" and registry.champion() == "v2"
+    assert registry.rollback("v2 too") == "v1" and registry.champion() == "v1"
+    with pytest.raises(RegistryError, match="no earlier champion"):
+        registry.rollback()
+    assert registry.champion() == "v1"
+    assert [h["action"] for h in registry.history()][-2:] == ["rollback", "rollback"]
+    assert registry.history()[-1]["previous"] == "v2"  # what was undone
+    # a promotion after the rollbacks starts a new step that one rollback undoes
+    registry.promote("v3", "fixed")
+    assert registry.rollback() == "v1"
+
+
+def test_rollback_skips_a_champion_rejected_since(tmp_path):
+    registry = _registry(tmp_path / "models", 4)
+    for version in ("v1", "v2", "v3"):
+        registry.promote(version)
+    registry.promote("v1", "back by hand")  # promoting an old champion is a step of its own
+    registry.reject("v3", tmp_path / "rejected")
+    assert registry.champion_chain() == ["v1", "v2", "v3", "v1"]
+    assert registry.rollback() == "v2"  # v3, the one before, is gone: one further back
+    assert registry.champion_chain() == ["v1", "v2"]
+    assert registry.rollback() == "v1"
+
+
+def test_the_bundled_history_replays_to_its_champion(bundled_registry):
+    registry = Registry(bundled_registry)
+    assert registry.champion_chain()[-1] == registry.champion()
+
+
 def test_cli_reject_names_a_user_mistake_without_a_traceback(tmp_path):
     registry = _registry(tmp_path / "models", 2)
     registry.promote("v1")

@@ -47,7 +47,6 @@ def models(weighted):
 
     folder = weighted[0]
     detector = Detector.from_version_dir(folder)
-    detector = detector.network_only()  # parity is the network's; the verifier is tested on its own
     yolo = YOLO(str(folder / "model.pt"))
     yolo.model.float().eval()
     return detector, yolo, torch

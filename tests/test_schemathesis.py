@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import WEBHOOK_SECRET
+
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 
 
@@ -43,7 +45,7 @@ def run_schemathesis(url: str, cwd: Path, *extra: str) -> subprocess.CompletedPr
 @pytest.mark.parametrize("secured", [False, True], ids=["open", "api-key"])
 def test_schemathesis_finds_no_failures(request, tmp_path: Path, secured: bool):
     server = request.getfixturevalue("secured_server" if secured else "api_server")
-    extra = ("--header", "X-API-Key: k-one") if secured else ()
+    extra = ("--header", "X-API-Key: k-one", "--header", f"X-Webhook-Secret: {WEBHOOK_SECRET}") if secured else ()
     result = run_schemathesis(server.url, tmp_path, *extra)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]

@@ -117,14 +117,13 @@ def release_model(
 def calibrate_and_evaluate(registry: Registry, version: str, data: PreparedData, seed: int = 0) -> dict:
     """Pick the operating threshold on the validation variants, then measure the test variants once.
 
-    A version with a verifier is scored twice, as the full pipeline and as the network alone,
-    each at the threshold the same rule picks for it on validation; the card's ``metrics`` are
-    the pipeline's, ``network_metrics`` the network's.
+    The served pipeline is the network and its post-processing, nothing else (no auxiliary
+    matcher ships, see REPORT), so the one stage scored here is also "the network alone".
     """
     folder = registry.path(version)
     detector = Detector.from_version_dir(folder)
     classes = detector.classes
-    stages = {"pipeline": detector} | ({"network": detector.network_only()} if detector.verifier else {})
+    stages = {"pipeline": detector}
     cap = get_settings().operating_max_other_fp
     val_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "val")
     test_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "test")
@@ -163,8 +162,6 @@ def calibrate_and_evaluate(registry: Registry, version: str, data: PreparedData,
         threshold_rule=rule,
         validation_f1=metrics["pipeline"]["val_f1"],
         metrics=metrics["pipeline"],
-        network_metrics=metrics.get("network"),
-        network_threshold=thresholds.get("network"),
     )
 
 

@@ -1,7 +1,7 @@
-"""Render the configuration reference (README table) from the ``Settings`` model itself.
+"""Render the configuration reference (docs/configuration.md) from the ``Settings`` model itself.
 
-Usage: python -m wmstudio.config_docs [--write README.md] — a test checks the README lists every variable, so the
-documentation cannot drift from the code.
+Usage: python -m wmstudio.config_docs [--write [PATH]] (default PATH: docs/configuration.md). A test checks that
+the page lists every variable, so the documentation cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -23,16 +23,18 @@ def config_table() -> str:
         default = defaults[name] = field.get_default(call_default_factory=True, validated_data=defaults)
         if isinstance(default, list):
             default = ",".join(default) or "(empty)"
+        # The checkout first, then its parent: the same table whatever the checkout's folder is called.
         text = str(default).replace(str(PROJECT_ROOT), ".").replace(str(PROJECT_ROOT.parent), "..")
         lines.append(f"| `{env_name(name)}` | `{text or '(empty)'}` | {field.description or ''} |")
     return "\n".join(lines)
 
 
 START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
+CONFIG_PAGE = PROJECT_ROOT / "docs" / "configuration.md"
 
 
-def write_readme(path: Path) -> None:
-    """Replace the table between the README's markers with the current one."""
+def write_table(path: Path = CONFIG_PAGE) -> None:
+    """Replace the table between the page's markers with the current one."""
     text = path.read_text()
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
@@ -41,6 +43,6 @@ def write_readme(path: Path) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--write"]:
-        write_readme(Path(sys.argv[2]) if len(sys.argv) > 2 else PROJECT_ROOT / "README.md")
+        write_table(Path(sys.argv[2]) if len(sys.argv) > 2 else CONFIG_PAGE)
     else:
         print(config_table())

@@ -31,6 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wmstudio.atomic import atomic_write
+
 if TYPE_CHECKING:
     from wmstudio.settings import Settings
 
@@ -77,13 +79,11 @@ class Registry:
         return json.loads(self.index_path.read_text())
 
     def _write(self, data: dict) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".registry-", suffix=".json")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")  # a final newline keeps git diffs of the committed index clean
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a non-root API container must be able to read it
-        os.replace(tmp, self.index_path)
+        """Replace the index atomically: a crash mid-write leaves the previous index, never half of one.
+
+        The final newline keeps git diffs of the committed index clean.
+        """
+        atomic_write(self.index_path, json.dumps(data, indent=2) + "\n")
 
     def versions(self) -> list[str]:
         """Registered versions (folders with a model card), oldest first."""
@@ -133,9 +133,7 @@ class Registry:
         return json.loads((self.path(version) / "model_card.json").read_text())
 
     def write_card(self, version: str, card: dict) -> None:
-        folder = self.root / version
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "model_card.json").write_text(json.dumps(card, indent=2))
+        atomic_write(self.root / version / "model_card.json", json.dumps(card, indent=2))
 
     def champion(self) -> str | None:
         champion = self._read().get("champion")
@@ -210,13 +208,48 @@ class Registry:
         self._record(self._read(), {"version": version, "previous": None, "action": "restore", "reason": reason})
         return target
 
+    def champion_chain(self) -> list[str]:
+        """The champions in force, oldest first, as the history built them: the last is current.
+
+        A promotion pushes its version; a rollback pops the version it undid. Replaying the whole
+        history (not looking at the last entry's ``previous``) is what makes a second rollback go
+        further back instead of re-promoting the model the first one removed.
+        """
+        chain: list[str] = []
+        for entry in self.history():
+            version, action = entry.get("version"), entry.get("action")
+            if not version:
+                continue
+            if action == "rollback":
+                if chain:
+                    chain.pop()  # the version it undid
+                if version in chain:  # versions skipped on the way (rejected since) are undone too
+                    del chain[len(chain) - chain[::-1].index(version) :]
+                else:
+                    chain.append(version)  # a hand-edited history: trust what the entry made champion
+            elif action == "promote" and (not chain or chain[-1] != version):
+                chain.append(version)
+        return chain
+
     def rollback(self, reason: str = "rollback") -> str:
-        """Make the previous champion the champion again."""
-        promotions = [h for h in self.history() if h.get("previous")]
-        if not promotions:
+        """Undo the last promotion still in force: the champion before it is the champion again.
+
+        Versions rejected (moved out) since are skipped; rolling back again goes one step
+        further back, never forward to the version just rolled back.
+        """
+        chain = self.champion_chain()
+        current = self.champion()
+        if chain and chain[-1] != current:
+            chain.append(current)  # the pointer was set outside promote(): undo that first
+        registered = set(self.versions())
+        earlier = [version for version in chain[:-1] if version in registered and version != current]
+        if not earlier:
             raise RegistryError("no earlier champion to roll back to")
-        previous = promotions[-1]["previous"]
-        self.promote(previous, reason, action="rollback")
+        previous = earlier[-1]
+        self.path(previous)  # must exist
+        data = self._read()
+        data["champion"] = previous
+        self._record(data, {"version": previous, "previous": current, "action": "rollback", "reason": reason})
         return previous
 
     def stamp(self) -> float:

@@ -67,13 +67,37 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, description="API port.")
     api_url: str = Field(default="http://127.0.0.1:8000", description="Base URL clients call.")
     api_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Comma-separated API keys; empty disables auth."
+        default_factory=list,
+        description="Comma-separated API keys; empty disables auth, which only a loopback bind (or "
+        "allow_insecure) permits.",
+    )
+    allow_insecure: bool = Field(
+        default=False,
+        description="Let the API run without keys, and the dashboard and demo without logins, on a non-loopback "
+        "address (a trusted network only); without it they refuse to start.",
+    )
+    app_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated dashboard and demo logins, `name:scrypt:...` as printed by "
+        "`python -m wmstudio.passwords NAME`; empty leaves them open on loopback only.",
     )
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, description="Per-file size limit.")
     max_image_pixels: int = Field(
         default=40_000_000, description="Images with more pixels are refused (decompression bombs)."
     )
-    max_batch_files: int = Field(default=16, description="Most files in one batch request.")
+    max_batch_files: int = Field(default=16, ge=1, description="Most files in one batch request (multipart parts).")
+    max_concurrent_inference: int = Field(
+        default=2,
+        ge=1,
+        description="Images decoded and run at once per API process (more wait their turn): bounds peak memory, "
+        "see the README's worst case.",
+    )
+    max_working_side: int = Field(
+        default=2048,
+        ge=256,
+        description="Longest side the API works on (detection, overlays, which are returned at that size): larger "
+        "photos are reduced by a whole factor right after decoding, which bounds memory per request.",
+    )
     reload_poll_seconds: float = Field(
         default=2.0, description="How often the API checks the registry for a promoted version."
     )
@@ -108,6 +132,16 @@ class Settings(BaseSettings):
     )
     label_studio_webhook_url: str = Field(
         default="", description="URL Label Studio calls on each saved annotation (empty: api_url + the route)."
+    )
+    webhook_secret: str = Field(
+        default="",
+        description="Shared secret Label Studio sends as X-Webhook-Secret (not an API key: Label Studio users can "
+        "read webhook headers); required by the webhook whenever a Label Studio token is set.",
+    )
+    webhook_max_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest webhook JSON body.")
+    webhook_max_tasks: int = Field(default=100, ge=1, description="Most task ids one webhook call may name.")
+    webhook_rate_limit: str = Field(
+        default="120/minute", description="Webhook calls accepted per API process (limits syntax, e.g. 10/second)."
     )
     queue_batch_size: int = Field(
         default=20,
@@ -180,12 +214,25 @@ class Settings(BaseSettings):
     )
     curation_folds: int = Field(default=5, description="Cross-validation folds for out-of-sample probabilities.")
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "app_users", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
+
+    @field_validator("webhook_rate_limit")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # raises ValueError on a malformed rate: caught at start, not at the first webhook
+        return value
+
+    @property
+    def label_studio_configured(self) -> bool:
+        """A token is set, so the webhook can pull tasks (and must then be protected by its secret)."""
+        return bool(self.label_studio_token)
 
     @property
     def resolved_database_url(self) -> str:

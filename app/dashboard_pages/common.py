@@ -35,6 +35,7 @@ class Context:
     api_ok: bool
     api_message: str
     model: dict  # the API's /v1/model answer ({} when the API is down)
+    user: str = "local"  # the signed-in user (app/login.py): the reviewer recorded with decisions
 
     @cached_property
     def client(self) -> WatermarkClient:

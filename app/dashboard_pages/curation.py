@@ -6,7 +6,6 @@ applies the accepted ones to the dataset, so a reviewer never edits a manifest b
 
 from __future__ import annotations
 
-import getpass
 from collections import defaultdict
 
 import altair as alt
@@ -17,17 +16,9 @@ from app.dashboard_pages.common import Context, guarded, letterbox, thumb
 
 TITLE = "Curation"
 DUPLICATE_KINDS = ("exact_duplicate", "near_duplicate")
-ISSUE_KINDS = ("label_issue", "box_issue", "outlier")
-STATUSES = ("open", "accepted", "dismissed")
+ISSUE_KINDS = ("label_issue", "label_conflict", "box_issue", "outlier")
+STATUSES = ("open", "accepted", "dismissed", "closed")  # closed: the problem or its file is gone
 MAX_CARDS = 40
-
-
-def _reviewer() -> str:
-    try:
-        default = getpass.getuser()
-    except Exception:
-        default = "reviewer"
-    return st.sidebar.text_input("Reviewer name", value=default, key="reviewer") or "reviewer"
 
 
 def _decide(flag_ids: list[int], status: str, reviewer: str) -> None:
@@ -61,7 +52,7 @@ def _chart(rows: list) -> None:
             x=alt.X("kind:N", axis=alt.Axis(labelAngle=0)),
             y="count():Q",
             color=alt.Color(
-                "decision:N", scale=alt.Scale(domain=list(STATUSES), range=["#f4a261", "#2a9d8f", "#8d99ae"])
+                "decision:N", scale=alt.Scale(domain=list(STATUSES), range=["#f4a261", "#2a9d8f", "#8d99ae", "#d9d9d9"])
             ),
         )
         .properties(height=200)
@@ -124,7 +115,8 @@ def render(context: Context) -> None:
     st.title(TITLE)
     if message := st.session_state.pop("cur_message", None):
         st.success(message)
-    reviewer = _reviewer()
+    reviewer = context.user  # from the sign-in (app/login.py), not a box anyone can type into
+    st.sidebar.caption(f"Decisions are recorded as **{reviewer}**")
     only_dataset = st.toggle("Only the selected dataset", value=True, key="cur_only", disabled=not context.dataset)
     rows = guarded(
         lambda: flags(context.dataset if only_dataset and context.dataset else None), "read curation findings"

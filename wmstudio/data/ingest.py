@@ -7,7 +7,13 @@ Supported sources (auto-detected, or forced with ``fmt``):
 - ``yolo``: ``images/`` + ``labels/`` folders of YOLO txt files;
 - ``labelstudio``: a Label Studio JSON export (RectangleLabels in percent).
 
-Bad files never stop an ingest: each is skipped or normalised and listed in the report.
+Bad files never stop an ingest: each is skipped or normalised and listed in the report. So
+does a label file that names a file outside its own folder, or a Label Studio image on another
+host (:mod:`wmstudio.data.paths`): that item is skipped with a clear reason, the rest goes in.
+
+Nothing a source says is dropped: a byte-identical copy of a stored photo adds its path and label
+to the item's ``origins``, and copies labelled differently are counted as label conflicts, kept
+until a reviewer decides (``wmstudio curate duplicates`` raises them as flags).
 """
 
 from __future__ import annotations
@@ -16,12 +22,15 @@ import csv
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from wmstudio.atomic import atomic_write
 from wmstudio.brands import BRANDS, normalise_brand
 from wmstudio.data.manifest import Box, Item, Manifest, sha256_bytes
+from wmstudio.data.paths import UnsafeReference, inside, labelstudio_image
 from wmstudio.imaging import ImageError, decode_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -37,6 +46,8 @@ class RawRecord:
     brand: str | None
     boxes: list[tuple[str, list[float]]] = field(default_factory=list)  # (brand, x0,y0,x1,y1)
     boxes_relative: bool = False  # True when the box numbers are fractions of width/height
+    error: UnsafeReference | None = None  # the source named a file it may not (reported, skipped)
+    reference: str = ""  # the name as the label file wrote it (shown when refused)
 
 
 @dataclass
@@ -48,6 +59,9 @@ class IngestReport:
     skipped: list[dict] = field(default_factory=list)
     normalised: list[dict] = field(default_factory=list)
     box_issues: list[dict] = field(default_factory=list)
+    exact_copies: int = 0  # new paths whose bytes were already stored: kept as the item's origins
+    label_conflicts: list[dict] = field(default_factory=list)  # copies with different labels: every path + label
+    removed: list[str] = field(default_factory=list)  # with ``prune``: paths that left the source folder
 
 
 class IngestError(ValueError):
@@ -80,6 +94,19 @@ def _read_json(path: Path) -> object:
         raise IngestError(f"{path.name} is not valid JSON: {exc}") from exc
 
 
+def _record(root: Path, name: str, brand: str | None, boxes: list | None = None, relative: bool = False) -> RawRecord:
+    """A record for ``root / name``, or one carrying the reason it may not be read."""
+    try:
+        return RawRecord(inside(root, name), brand, boxes or [], relative)
+    except UnsafeReference as exc:
+        return RawRecord(Path(str(name)), brand, [], relative, error=exc, reference=str(name))
+
+
+def _found(root: Path, path: Path, brand: str | None, boxes: list | None = None, relative: bool = False) -> RawRecord:
+    """A file found by walking ``root``: inside by construction unless a symbolic link leads out."""
+    return _record(root, path.relative_to(root).as_posix(), brand, boxes, relative)
+
+
 def _folder_records(root: Path, default_brand: str) -> Iterator[RawRecord]:
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
         name = sub.name.lower()
@@ -92,7 +119,7 @@ def _folder_records(root: Path, default_brand: str) -> Iterator[RawRecord]:
                 raise IngestError(f"folder {sub.name!r}: {exc}") from exc
         for path in sorted(sub.rglob("*")):
             if path.is_file():
-                yield RawRecord(path, brand)
+                yield _found(root, path, brand)
 
 
 def _coco_boxes(coco_path: Path) -> dict[str, list[tuple[str, list[float]]]]:
@@ -130,14 +157,14 @@ def _csv_records(csv_path: Path) -> Iterator[RawRecord]:
             raise IngestError(f"{csv_path.name}: {exc}") from exc
         if flag == "1" and brand is None:
             raise IngestError(f"{csv_path.name}: {row['file']} is watermarked but has no brand")
-        yield RawRecord(root / row["file"], brand, boxes.get(row["file"], []))
+        yield _record(root, row["file"] or "", brand, boxes.get(row["file"], []))
 
 
 def _coco_records(coco_path: Path) -> Iterator[RawRecord]:
     for name, boxes in _coco_boxes(coco_path).items():
         brands = {b for b, _ in boxes}
         brand = sorted(brands)[0] if brands else None
-        yield RawRecord(coco_path.parent / name, brand, boxes)
+        yield _record(coco_path.parent, name, brand, boxes)
 
 
 def _yolo_records(root: Path) -> Iterator[RawRecord]:
@@ -162,10 +189,10 @@ def _yolo_records(root: Path) -> Iterator[RawRecord]:
                     raise IngestError(f"{label.name}:{number}: malformed YOLO line {line!r}") from exc
                 boxes.append((name, [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]))
         brand = boxes[0][0] if boxes else None
-        yield RawRecord(image, brand, boxes, boxes_relative=True)
+        yield _found(root, image, brand, boxes, relative=True)
 
 
-def _labelstudio_records(export: Path, images_root: Path) -> Iterator[RawRecord]:
+def _labelstudio_records(export: Path, images_root: Path, label_studio_url: str) -> Iterator[RawRecord]:
     tasks = _read_json(export)
     if not isinstance(tasks, list):
         raise IngestError(f"{export.name} is not a Label Studio export (expected a list of tasks)")
@@ -174,8 +201,11 @@ def _labelstudio_records(export: Path, images_root: Path) -> Iterator[RawRecord]
             ref = str(task["data"]["image"])
         except (KeyError, TypeError) as exc:
             raise IngestError(f"{export.name}: a task has no data.image") from exc
-        local = ref.split("?d=")[-1] if "?d=" in ref else ref.rsplit("/", 1)[-1]
-        path = Path(local) if Path(local).is_absolute() else images_root / local
+        try:
+            path = labelstudio_image(ref, images_root, label_studio_url)
+        except UnsafeReference as exc:
+            yield RawRecord(Path(ref), None, error=exc, reference=ref)
+            continue
         boxes: list[tuple[str, list[float]]] = []
         annotations = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
         for result in annotations[-1]["result"] if annotations else []:
@@ -188,7 +218,9 @@ def _labelstudio_records(export: Path, images_root: Path) -> Iterator[RawRecord]
         yield RawRecord(path, brand, boxes, boxes_relative=True)
 
 
-def iter_records(source: Path, fmt: str, default_brand: str = "rumah123") -> Iterator[RawRecord]:
+def iter_records(
+    source: Path, fmt: str, default_brand: str = "rumah123", label_studio_url: str = ""
+) -> Iterator[RawRecord]:
     if fmt == "folders":
         return _folder_records(source, default_brand)
     if fmt == "csv":
@@ -199,7 +231,7 @@ def iter_records(source: Path, fmt: str, default_brand: str = "rumah123") -> Ite
         return _yolo_records(source)
     if fmt == "labelstudio":
         export = source if source.is_file() else sorted(source.glob("*.json"))[0]
-        return _labelstudio_records(export, export.parent)
+        return _labelstudio_records(export, export.parent, label_studio_url)
     raise IngestError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
@@ -241,14 +273,13 @@ def store_image(data: bytes, dataset_dir: Path, max_pixels: int) -> tuple[str, s
     suffix = ".jpg" if decoded.source_format == "JPEG" else ".png"
     relative = Path("images") / digest[:2] / f"{digest}{suffix if plain else '.png'}"
     target = dataset_dir / relative
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():  # trustworthy: files appear whole (atomic_write) or not at all
         if plain:
-            target.write_bytes(data)
+            atomic_write(target, data)
         else:
             buffer = io.BytesIO()
             decoded.image.save(buffer, "PNG")
-            target.write_bytes(buffer.getvalue())
+            atomic_write(target, buffer.getvalue())
     note = None
     if not plain:
         note = f"normalised from {decoded.source_format}/{decoded.source_mode}" + (
@@ -265,15 +296,33 @@ def ingest(
     max_pixels: int = 40_000_000,
     max_bytes: int = 50 * 1024 * 1024,
     default_brand: str = "rumah123",
+    prune: bool = False,
+    label_studio_url: str | None = None,
 ) -> tuple[Manifest, IngestReport]:
-    """Ingest ``source`` into the dataset at ``dataset_dir`` (created or extended)."""
+    """Ingest ``source`` into the dataset at ``dataset_dir`` (created or extended).
+
+    ``prune`` makes the dataset mirror the source folder: paths under it that the source no
+    longer lists (deleted, renamed, unreadable) leave the dataset, and an image with no path
+    left goes with them. ``wmstudio curate PATH`` prunes, so a flag is never about a file that
+    is gone; ``wmstudio ingest`` only adds.
+    """
     source = Path(source)
     if not source.exists():
         raise IngestError(f"{source} does not exist")
+    if label_studio_url is None:
+        from wmstudio.settings import get_settings
+
+        label_studio_url = get_settings().label_studio_url
     fmt = fmt or detect_format(source)
     manifest = Manifest.load_or_new(dataset_dir, name or dataset_dir.name)
     report = IngestReport(source=str(source), format=fmt)
-    for record in iter_records(source, fmt, default_brand):
+    seen: set[str] = set()
+    touched: set[str] = set()
+    for record in iter_records(source, fmt, default_brand, label_studio_url):
+        if record.error is not None:
+            refused = {"file": record.reference, "code": record.error.code, "reason": record.error.message}
+            report.skipped.append(refused)
+            continue
         if record.file.suffix.lower() not in IMAGE_SUFFIXES and fmt in {"folders", "yolo"}:
             report.skipped.append({"file": str(record.file), "code": "not_an_image", "reason": "unsupported extension"})
             continue
@@ -293,15 +342,51 @@ def ingest(
             report.normalised.append({"file": str(record.file), "note": note})
         boxes = _validate_boxes(record, width, height, report)
         brand = record.brand if record.brand is None else normalise_brand(record.brand)
-        item = Item(digest, relative, width, height, brand, boxes, source="import", origin=str(record.file))
+        origin = os.path.abspath(record.file)
+        known = digest in manifest.items and origin in manifest.items[digest].paths
+        item = Item(digest, relative, width, height, brand, boxes, source="import", origin=origin)
         if manifest.add(item):
             report.added += 1
         else:
             report.already_present += 1
+            report.exact_copies += not known
+        seen.add(origin)
+        touched.add(digest)
+    if prune:
+        report.removed = _prune(manifest, source, seen)
+    for item in manifest.label_conflicts():
+        if item.sha256 in touched:
+            report.label_conflicts.append(
+                {"sha256": item.sha256, "files": [{"file": o.path, "label": o.brand or "none"} for o in item.origins]}
+            )
+    resolved = str(source.resolve())
+    if resolved not in manifest.sources:
+        manifest.sources.append(resolved)
     manifest.reports.append(asdict(report))
     manifest.save(dataset_dir)
     _mirror_to_store(manifest, dataset_dir)
     return manifest, report
+
+
+def _prune(manifest: Manifest, source: Path, seen: set[str]) -> list[str]:
+    """Drop the origins under ``source``'s folder that this ingest did not read; returns their paths."""
+    root = Path(os.path.abspath(source if source.is_dir() else source.parent))
+    removed = []
+    for key in sorted(manifest.items):
+        item = manifest.items[key]
+        gone = [o for o in item.origins if o.path not in seen and Path(o.path).is_relative_to(root)]
+        if not gone:
+            continue
+        removed += [o.path for o in gone]
+        item.origins = [o for o in item.origins if o not in gone]
+        if not item.origins:
+            del manifest.items[key]
+        else:
+            item.origin = item.origins[0].path
+            if item.source == "import":  # the label in force is that of a file still there
+                first = item.origins[0]
+                item.brand, item.boxes = first.brand, [Box(b.brand, list(b.box)) for b in first.boxes]
+    return removed
 
 
 def _mirror_to_store(manifest: Manifest, dataset_dir: Path) -> None:

@@ -12,7 +12,6 @@ how the sizes are chosen on validation.
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 from dataclasses import dataclass, field
@@ -21,11 +20,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from PIL import Image
 
 from wmstudio.runtime.postprocess import MAX_DETECTIONS, decode_yolo, nms
 from wmstudio.runtime.preprocess import letterbox
-from wmstudio.runtime.verifier import Verifier
 
 if TYPE_CHECKING:
     from wmstudio.registry import Registry
@@ -33,8 +32,22 @@ if TYPE_CHECKING:
 CANDIDATE_FLOOR = 0.01  # raw candidates kept for heatmaps, PR curves and uncertainty
 
 
+# ONNX Runtime's own exceptions derive from Exception only: name them, so a corrupt model.onnx is
+# a load failure the caller can handle, not an unexpected error.
+ORT_ERRORS: tuple[type[Exception], ...] = tuple(
+    getattr(ort_state, name)
+    for name in ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoModel", "NoSuchFile",
+                 "NotImplemented", "RuntimeException", "EPFail", "EngineError")
+    if hasattr(ort_state, name)
+)  # fmt: skip
+
+
 class ModelInputError(ValueError):
     """The ONNX file cannot run at the sizes its card asks for."""
+
+
+class ModelLoadError(ValueError):
+    """A version's files cannot be turned into a working detector (corrupt ONNX, bad card, ...)."""
 
 
 @dataclass(frozen=True)
@@ -79,13 +92,15 @@ class Detector:
         threads: int = 2,
         card: dict | None = None,
         extra_sizes: tuple[int, ...] = (),
-        verifier: Verifier | None = None,
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        except ORT_ERRORS as exc:
+            raise ModelLoadError(f"model {version}: ONNX Runtime cannot load {onnx_path}: {exc}") from exc
         self.input_name = self.session.get_inputs()[0].name
         self.classes = list(classes)
         self.imgsz = imgsz
@@ -93,7 +108,6 @@ class Detector:
         self.version = version
         self.card = card or {}
         self.extra_sizes = tuple(int(size) for size in extra_sizes)
-        self.verifier = verifier
         self._check_input_shape()
         self._lock = threading.Lock()
 
@@ -130,14 +144,7 @@ class Detector:
             threads,
             card,
             tuple(card.get("extra_input_sizes", ())),
-            Verifier.from_card(folder, card["verifier"]) if card.get("verifier") else None,
         )
-
-    def network_only(self) -> Detector:
-        """The same network without the verifier: what the network alone decides (for evaluation)."""
-        alone = copy.copy(self)
-        alone.verifier = None
-        return alone
 
     @classmethod
     def from_registry(cls, registry: Registry | Path, version: str | None = None, threads: int = 2) -> Detector:
@@ -167,8 +174,6 @@ class Detector:
         if len(runs) > 1:  # the same mark found at two sizes is one mark, as within one size
             keep = nms(boxes, scores, iou_threshold)[:MAX_DETECTIONS]
             boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-        if self.verifier is not None:
-            scores = self.verifier.rescore(rgb, boxes, scores, classes)
         detections = [
             Detection(self.classes[int(c)], float(s), tuple(float(v) for v in b))
             for b, s, c in zip(boxes, scores, classes, strict=True)
@@ -178,6 +183,17 @@ class Detector:
     def detect(self, image: Image.Image, min_score: float | None = None) -> list[Detection]:
         """Detections at the operating threshold (or ``min_score``)."""
         return self.predict(image).above(self.threshold if min_score is None else min_score)
+
+    def self_check(self) -> None:
+        """Run the network once on a blank photo; raise ``ModelLoadError`` if it cannot.
+
+        A file ONNX Runtime parses may still fail at the first run (a wrong output shape, a missing
+        kernel): checking at load keeps such a version from replacing a working one.
+        """
+        try:
+            self.predict(Image.new("RGB", (64, 48), (114, 114, 114)))
+        except (*ORT_ERRORS, ValueError, IndexError) as exc:
+            raise ModelLoadError(f"model {self.version} does not run: {exc}") from exc
 
     def describe(self) -> dict:
         return {

@@ -28,8 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 LABEL_SOURCES = ("human", "import", "synthetic", "model")
-FLAG_KINDS = ("exact_duplicate", "near_duplicate", "outlier", "label_issue", "box_issue")
-FLAG_STATUSES = ("open", "accepted", "dismissed")
+FLAG_KINDS = ("exact_duplicate", "near_duplicate", "outlier", "label_issue", "box_issue", "label_conflict")
+FLAG_STATUSES = ("open", "accepted", "dismissed", "closed")  # closed: the problem or its file is gone
 QUEUE_STATUSES = ("pending", "sent", "labelled", "skipped")
 
 # Stable constraint names: Alembic needs them to alter tables (SQLite batch mode included).

@@ -25,7 +25,8 @@ from bench_runtime import photo_jpeg
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_server() -> tuple[subprocess.Popen, str]:
+def start_server(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """A uvicorn server on a free loopback port, once /readyz answers; ``env`` adds variables."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -44,7 +45,7 @@ def start_server() -> tuple[subprocess.Popen, str]:
             "warning",
         ],
         cwd=ROOT,
-        env=os.environ.copy(),
+        env={**os.environ, **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +24,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_api import start_server
 from bench_runtime import photo_jpeg
 
 from wmstudio.imaging import decode_image
@@ -65,12 +63,6 @@ def in_process(detectors: dict[str, Detector], photos: list[bytes], rounds: int)
     return times
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def single_version_registry(source: Path, work: Path) -> Path:
     """A registry folder holding only ``source`` as its champion, for one server."""
     registry = Registry(work / source.name)
@@ -80,42 +72,14 @@ def single_version_registry(source: Path, work: Path) -> Path:
 
 
 def api_latency(folder: Path, photos: list[bytes], requests: int, work: Path) -> list[float]:
-    port = free_port()
-    state = work / f"state-{folder.name}"
+    """Milliseconds per /v1/detect call on a server serving only ``folder``'s version."""
     env = {
-        **os.environ,
         "WMSTUDIO_REGISTRY_DIR": str(single_version_registry(folder, work)),
-        "WMSTUDIO_STATE_DIR": str(state),
+        "WMSTUDIO_STATE_DIR": str(work / f"state-{folder.name}"),
     }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.main:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_server(env)
     try:
         with httpx.Client(timeout=30) as client:
-            for _ in range(300):
-                try:
-                    if client.get(f"{url}/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-            else:
-                raise RuntimeError(f"the API for {folder.name} did not become ready")
             times = []
             for index in range(requests + 5):
                 data = photos[index % len(photos)]
@@ -123,7 +87,7 @@ def api_latency(folder: Path, photos: list[bytes], requests: int, work: Path) ->
                 response = client.post(f"{url}/v1/detect", files={"file": ("photo.jpg", data, "image/jpeg")})
                 elapsed = (time.perf_counter() - start) * 1000
                 response.raise_for_status()
-                if index >= 5:
+                if index >= 5:  # the first calls warm the server up
                     times.append(elapsed)
             return times
     finally:

@@ -157,8 +157,8 @@ def run_labels(
         accuracy = info["balanced_accuracy"]
         notes.append(
             f"image labels: out-of-sample balanced accuracy {accuracy:.2f} over {', '.join(info['classes'])} "
-            f"({info['folds']} folds); {len(findings)} below the threshold, "
-            f"{info['cleanlab_find_label_issues']} by Cleanlab's find_label_issues"
+            f"({info['folds']} folds); Cleanlab's find_label_issues calls {info['cleanlab_find_label_issues']} "
+            f"labels issues, {len(findings)} of them below the quality threshold"
         )
         if accuracy < WEAK_ACCURACY:
             notes.append("warning: the labels are barely predictable here, so most label flags are noise")

@@ -334,3 +334,23 @@ def test_cli_json_shape_and_decide(planted, tmp_path, monkeypatch):
     finally:
         get_settings.cache_clear()
         dispose_engines()
+
+
+def test_label_flags_need_cleanlabs_verdict(monkeypatch):
+    """A low quality alone is no flag: Cleanlab's find_label_issues must call the label an issue too."""
+    import curation.labels as labels_module
+
+    rng = np.random.default_rng(1)
+    truth = np.array(["rumah123"] * 30 + [None] * 50, dtype=object)
+    features = np.column_stack([np.where(truth == "rumah123", 0.9, 0.05) + rng.normal(0, 0.05, truth.size)])
+    given = list(truth)
+    flipped = [2, 11, 40, 55, 71]
+    for index in flipped:
+        given[index] = None if given[index] else "rumah123"
+    keys = [f"k{i}" for i in range(truth.size)]
+    flagged, _ = image_label_issues(keys, given, features, threshold=1.0, folds=5)
+    # Every quality is below 1.0, yet only the labels Cleanlab calls issues are flagged.
+    assert {f.key for f in flagged} == {keys[i] for i in flipped}
+    monkeypatch.setattr(labels_module, "find_label_issues", lambda y, p, **kw: np.zeros(len(y), dtype=bool))
+    flagged, info = image_label_issues(keys, given, features, threshold=1.0, folds=5)
+    assert flagged == [] and info["cleanlab_find_label_issues"] == 0

@@ -202,7 +202,8 @@ class Settings(BaseSettings):
     )
     label_issue_threshold: float = Field(
         default=0.5,
-        description="Image labels whose Cleanlab quality (out-of-sample probability of the given label) is below this.",
+        description="Image labels flagged by Cleanlab's find_label_issues are reported when their quality "
+        "(out-of-sample probability of the given label) is below this.",
     )
     box_issue_threshold: float = Field(
         default=0.3, description="Images whose Cleanlab object-detection box quality score is at or below this."

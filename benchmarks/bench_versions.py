@@ -5,8 +5,8 @@ Usage:
 
 In-process: each real listing photo (``--photos``, default ../shared/data/listings/images; a
 synthetic 1080 px JPEG when absent) is decoded from its bytes as the API decodes uploads and
-run through the whole detector (network and post-processing), versions interleaved photo by photo
-so that both see the same machine load. API: a uvicorn server per version on a free loopback
+run through the whole detector (network and post-processing), versions in alternating blocks
+(see ``in_process`` for why not photo by photo). API: a uvicorn server per version on a free loopback
 port, single client, the same photos posted to /v1/detect in turn. Prints medians and p95s.
 """
 
@@ -49,14 +49,23 @@ def quantiles(values: list[float]) -> tuple[float, float]:
 
 
 def in_process(detectors: dict[str, Detector], photos: list[bytes], rounds: int) -> dict[str, list[float]]:
-    """Milliseconds per photo, end to end, versions interleaved."""
+    """Milliseconds per photo, end to end, versions in alternating blocks of all photos.
+
+    Not photo by photo: ONNX Runtime's worker threads spin for a while after each run, so a
+    session called right after another one shares 2 cores with the other's spinning threads.
+    Interleaved that way v32 measured 50 ms here, alone 21 ms; a server runs one model at a time.
+    Each round runs every version over all photos, in reversed order every other round, so
+    slow drifts in machine load fall on all versions alike.
+    """
     times: dict[str, list[float]] = {name: [] for name in detectors}
     for detector in detectors.values():  # warm-up: first runs allocate
         for data in photos[:5]:
             prediction_record(detector, decode_image(data, draft_size=detector.decode_size))
-    for _ in range(rounds):
-        for data in photos:
-            for name, detector in detectors.items():
+    for round_index in range(rounds):
+        order = list(detectors.items())
+        for name, detector in order if round_index % 2 == 0 else reversed(order):
+            prediction_record(detector, decode_image(photos[0], draft_size=detector.decode_size))  # settle threads
+            for data in photos:
                 start = time.perf_counter()
                 prediction_record(detector, decode_image(data, draft_size=detector.decode_size))
                 times[name].append((time.perf_counter() - start) * 1000)

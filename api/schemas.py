@@ -98,6 +98,7 @@ class ModelInfo(BaseModel):
                 "imgsz": 320,
                 "input_sizes": [320, 416],
                 "threshold": 0.45,
+                "text_rescoring": {"floor": 0.15, "top": 3, "match": 0.75, "boost": 0.5, "damp": 0.3},
                 "metrics": {"val_f1": 0.9, "test_f1": 0.9},
                 "card": {},
             }
@@ -109,6 +110,9 @@ class ModelInfo(BaseModel):
     imgsz: int
     input_sizes: list[int] = Field(description="Sizes the network runs at; candidates of all are pooled.")
     threshold: float
+    text_rescoring: dict | None = Field(
+        default=None, description="How the best candidates' text is read and rescored; null: the network alone."
+    )
     metrics: dict
     card: dict
 

@@ -6,7 +6,6 @@ like its brand's name is boosted, one whose confident text looks like something 
 and the operating threshold is then chosen as the release does (the lowest with pooled
 other-agency alarms at most 2 %). Validation only, pooled over the robustness variants.
 
-    pip install -e '.[ocr]'   # rapidocr-onnxruntime 1.4.4
     python -m experiments.ocr_rescoring [VERSION] [--variants original,crop,...] [--floor 0.15]
 """
 
@@ -17,7 +16,6 @@ import json
 import statistics
 import time
 from dataclasses import replace
-from difflib import SequenceMatcher
 from pathlib import Path
 
 import numpy as np
@@ -30,32 +28,15 @@ from training.robustness_eval import operating_threshold
 from wmstudio.imaging import decode_image
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detection, Detector, Prediction
+from wmstudio.runtime.text_reading import TextReader, TextRescoring, reading_crop
 from wmstudio.settings import get_settings
 
-BRAND_TEXT = {"rumah123": "rumah123", "99co": "99.co"}
 TOP_CANDIDATES = 3
 
 
-def brand_similarity(text: str, brand: str) -> float:
-    """Best SequenceMatcher ratio of the brand's name against any window of the read text."""
-    target = BRAND_TEXT[brand]
-    text = "".join(ch for ch in text.lower() if ch.isalnum() or ch == ".")
-    if not text:
-        return 0.0
-    best = 0.0
-    for width in range(max(1, len(target) - 2), len(target) + 3):
-        for start in range(0, max(1, len(text) - width + 1)):
-            best = max(best, SequenceMatcher(None, text[start : start + width], target).ratio())
-    return best
-
-
-def crop(image, box: tuple[float, float, float, float]):
-    x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    return image.crop((max(0, x0 - 0.1 * w), max(0, y0 - 0.25 * h), x1 + 0.1 * w, y1 + 0.25 * h))
-
-
-def read_candidates(detector: Detector, ocr, sets: dict, variants: list[str], floor: float) -> list[dict]:
+def read_candidates(
+    detector: Detector, reader: TextReader, sets: dict, variants: list[str], floor: float
+) -> list[dict]:
     """Per variant photo: the item, its candidates and what OCR read in the best few."""
     rows = []
     total = sum(len(items) for items in sets.values()) * len(variants)
@@ -75,20 +56,24 @@ def read_candidates(detector: Detector, ocr, sets: dict, variants: list[str], fl
                         Detection(d.brand, d.score, (d.box[0] * sx, d.box[1] * sy, d.box[2] * sx, d.box[3] * sy))
                         for d in prediction.candidates
                     ]
-                    full = decode_image(photo.data).image
                     reads, start = [], time.perf_counter()
-                    for candidate in sorted(candidates, key=lambda d: -d.score)[:TOP_CANDIDATES]:
+                    for candidate in prediction.candidates[:TOP_CANDIDATES]:  # best first, draft pixels
                         if candidate.score < floor:
                             break
-                        result, _ = ocr(np.asarray(crop(full, candidate.box))[:, :, ::-1], use_det=False, use_cls=False)
-                        text, confidence = (result[0][0], float(result[0][1])) if result else ("", 0.0)
-                        reads.append({"box": candidate.box, "brand": candidate.brand, "text": text, "conf": confidence})
+                        text, confidence = reader.read(reading_crop(decoded.image, candidate.box))
+                        box = (
+                            candidate.box[0] * sx,
+                            candidate.box[1] * sy,
+                            candidate.box[2] * sx,
+                            candidate.box[3] * sy,
+                        )
+                        reads.append({"box": box, "brand": candidate.brand, "text": text, "conf": confidence})
                     ocr_ms = (time.perf_counter() - start) * 1000
                     rows.append(
                         {
                             "set": set_name,
                             "variant": variant,
-                            "item": item,
+                            "item": photo.item,
                             "prediction": Prediction(decoded.width, decoded.height, tuple(candidates)),
                             "reads": reads,
                             "network_ms": network_ms,
@@ -99,19 +84,15 @@ def read_candidates(detector: Detector, ocr, sets: dict, variants: list[str], fl
     return rows
 
 
-def rescored(row: dict, boost: float, damp: float, match: float) -> Example:
-    """The row's prediction with read candidates boosted (text matches the brand) or damped."""
+def rescored(row: dict, rescoring: TextRescoring) -> Example:
+    """The row's prediction with its read candidates rescored as the runtime would."""
     by_box = {tuple(r["box"]): r for r in row["reads"]}
     candidates = []
     for candidate in row["prediction"].candidates:
         read = by_box.get(tuple(candidate.box))
         score = candidate.score
         if read is not None:
-            similarity = brand_similarity(read["text"], candidate.brand)
-            if similarity >= match:
-                score = 1 - (1 - score) * (1 - boost)
-            elif read["conf"] >= 0.8 and len(read["text"]) >= 3:
-                score *= 1 - damp
+            score = rescoring.rescored(score, candidate.brand, read["text"], read["conf"])
         candidates.append(replace(candidate, score=score))
     prediction = row["prediction"]
     return Example(row["item"], Prediction(prediction.width, prediction.height, tuple(candidates)))
@@ -123,8 +104,6 @@ def figures(examples: list[Example], brands: tuple[str, ...]) -> tuple[float, fl
 
 
 def main() -> None:
-    from rapidocr_onnxruntime import RapidOCR
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("version", nargs="?", default=None)
     parser.add_argument("--variants", default=",".join(VARIANTS))
@@ -132,9 +111,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the grid as JSON here")
     args = parser.parse_args()
     settings = get_settings()
-    detector = Detector.from_version_dir(Registry.from_settings(settings).resolve(args.version))
+    detector = Detector.from_version_dir(Registry.from_settings(settings).resolve(args.version)).network_only()
     sets = default_sets(settings.datasets_dir, "val")
-    rows = read_candidates(detector, RapidOCR(), sets, args.variants.split(","), args.floor)
+    rows = read_candidates(detector, TextReader(), sets, args.variants.split(","), args.floor)
     brands = tuple(detector.classes)
     base = [Example(r["item"], r["prediction"]) for r in rows]
     threshold, f1, fp = figures(base, brands)
@@ -151,7 +130,7 @@ def main() -> None:
     for match in (0.6, 0.75):
         for boost in (0.0, 0.5, 0.8):
             for damp in (0.0, 0.3, 0.6):
-                examples = [rescored(r, boost, damp, match) for r in rows]
+                examples = [rescored(r, TextRescoring(match=match, boost=boost, damp=damp)) for r in rows]
                 threshold, f1, fp = figures(examples, brands)
                 real = [e for e, r in zip(examples, rows, strict=True) if r["set"] == "real"]
                 real_f1 = image_f1_at(real, brands, threshold) if real else float("nan")

@@ -117,13 +117,16 @@ def release_model(
 def calibrate_and_evaluate(registry: Registry, version: str, data: PreparedData, seed: int = 0) -> dict:
     """Pick the operating threshold on the validation variants, then measure the test variants once.
 
-    The served pipeline is the network and its post-processing, nothing else (no auxiliary
-    matcher ships, see REPORT), so the one stage scored here is also "the network alone".
+    A version that reads its candidates' text (``text_rescoring``) is also scored as "the network
+    alone" (same network, no reading), at a threshold chosen by the same rule, so the reports
+    show what the reading adds. Without it the pipeline *is* the network alone.
     """
     folder = registry.path(version)
     detector = Detector.from_version_dir(folder)
     classes = detector.classes
     stages = {"pipeline": detector}
+    if detector.text_rescoring is not None:
+        stages["network"] = detector.network_only()
     cap = get_settings().operating_max_other_fp
     val_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "val")
     test_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "test")
@@ -162,6 +165,8 @@ def calibrate_and_evaluate(registry: Registry, version: str, data: PreparedData,
         threshold_rule=rule,
         validation_f1=metrics["pipeline"]["val_f1"],
         metrics=metrics["pipeline"],
+        network_threshold=thresholds.get("network"),
+        network_metrics=metrics.get("network"),
     )
 
 

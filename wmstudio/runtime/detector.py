@@ -3,6 +3,10 @@
 Used by the API (the one serving path), the CLI ``predict``, evaluation and the uncertainty
 queue, so every consumer sees identical pre- and post-processing.
 
+A version may also read the text of its best candidates and rescore them by what it says
+(``text_rescoring`` in its card, :mod:`wmstudio.runtime.text_reading`); ``network_only()`` gives
+the same version without that stage, so evaluation can report the network alone beside it.
+
 A version may run its network at more than one input size (``extra_input_sizes`` in its card,
 with an ONNX file whose height and width are dynamic). The candidates of every size are pooled
 and suppressed together: a small mark gets more pixels at the larger size, while a large or
@@ -12,6 +16,7 @@ how the sizes are chosen on validation.
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from dataclasses import dataclass, field
@@ -25,6 +30,7 @@ from PIL import Image
 
 from wmstudio.runtime.postprocess import MAX_DETECTIONS, decode_yolo, nms
 from wmstudio.runtime.preprocess import letterbox
+from wmstudio.runtime.text_reading import TextReader, TextReaderUnavailable, TextRescoring, rescore_candidates
 
 if TYPE_CHECKING:
     from wmstudio.registry import Registry
@@ -109,6 +115,11 @@ class Detector:
         self.card = card or {}
         self.extra_sizes = tuple(int(size) for size in extra_sizes)
         self._check_input_shape()
+        try:
+            self.text_rescoring = TextRescoring.from_card(self.card)
+            self.text_reader = TextReader(threads) if self.text_rescoring else None
+        except (TextReaderUnavailable, ValueError, *ORT_ERRORS) as exc:
+            raise ModelLoadError(f"model {version}: its text rescoring cannot load: {exc}") from exc
         self._lock = threading.Lock()
 
     def _check_input_shape(self) -> None:
@@ -178,7 +189,17 @@ class Detector:
             Detection(self.classes[int(c)], float(s), tuple(float(v) for v in b))
             for b, s, c in zip(boxes, scores, classes, strict=True)
         ]
-        return Prediction(image.width, image.height, tuple(sorted(detections, key=lambda d: -d.score)))
+        ranked = tuple(sorted(detections, key=lambda d: -d.score))
+        if self.text_rescoring is not None and self.text_reader is not None:
+            ranked = rescore_candidates(rgb, ranked, self.text_reader, self.text_rescoring)
+        return Prediction(image.width, image.height, ranked)
+
+    def network_only(self) -> Detector:
+        """This version without its text rescoring (sharing the loaded network): "the network alone"."""
+        alone = copy.copy(self)
+        alone.text_rescoring = None
+        alone.text_reader = None
+        return alone
 
     def detect(self, image: Image.Image, min_score: float | None = None) -> list[Detection]:
         """Detections at the operating threshold (or ``min_score``)."""
@@ -202,5 +223,6 @@ class Detector:
             "imgsz": self.imgsz,
             "input_sizes": list(self.input_sizes),
             "threshold": self.threshold,
+            "text_rescoring": self.text_rescoring.to_card() if self.text_rescoring else None,
             "metrics": self.card.get("metrics", {}),
         }

@@ -1,0 +1,84 @@
+"""A new version: a registered version's network plus text rescoring of its candidates, released as usual.
+
+The network's bytes are copied, not re-exported, so the new version's network alone is exactly
+the source's. The release then chooses the threshold on the validation variants (with the
+reading, and for the network alone), measures test once and writes the card; the gate and
+``wmstudio models promote`` take it from there. The rescoring settings come from validation
+(``python -m experiments.ocr_rescoring``).
+
+    python -m training.text_stage v32 [--version v36] [--match 0.75 --boost 0.5 --damp 0.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from datetime import UTC, datetime
+
+from training.release import calibrate_and_evaluate, default_data
+from training.script_errors import exit_on_user_error
+from wmstudio import tracking
+from wmstudio.registry import Registry
+from wmstudio.runtime.text_reading import TextRescoring
+from wmstudio.settings import get_settings
+
+# Fields of the source card that describe its own release, not the new version's.
+RELEASE_FIELDS = ("metrics", "validation_f1", "threshold_rule", "network_threshold", "network_metrics", "mlflow")
+
+
+def register_text_stage(registry: Registry, source: str, rescoring: TextRescoring, version: str | None = None) -> str:
+    """Create the new version's folder and card (its threshold is the source's until released)."""
+    card = registry.card(source)
+    version = version or registry.reserve_version()
+    folder = registry.root / version
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(registry.path(source) / "model.onnx", folder / "model.onnx")
+    weights = registry.path(source) / "model.pt"
+    if weights.exists():  # warm starts from the new version train the same network
+        shutil.copyfile(weights, folder / "model.pt")
+    new_card = {key: value for key, value in card.items() if key not in RELEASE_FIELDS}
+    new_card |= {
+        "version": version,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "parent": source,
+        "recipe": {**card.get("recipe", {}), "text_rescoring_from": source},
+        "text_rescoring": rescoring.to_card(),
+        "metrics": {},
+    }
+    registry.write_card(version, new_card)
+    return version
+
+
+@exit_on_user_error
+def main() -> None:
+    defaults = TextRescoring()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="registered version whose network is used")
+    parser.add_argument("--version", default=None, help="name of the new version (default: the next free one)")
+    for name in ("floor", "match", "boost", "damp", "min_confidence"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+    parser.add_argument("--top", type=int, default=defaults.top)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settings = get_settings()
+    registry = Registry.from_settings(settings)
+    rescoring = TextRescoring(
+        floor=args.floor,
+        top=args.top,
+        match=args.match,
+        boost=args.boost,
+        damp=args.damp,
+        min_confidence=args.min_confidence,
+    )
+    data = default_data(settings.state_dir)  # missing data is named before a folder is created
+    version = register_text_stage(registry, args.source, rescoring, args.version)
+    card = calibrate_and_evaluate(registry, version, data)
+    tracking.log_release(registry, version, settings)
+    keys = ("version", "threshold", "network_threshold", "validation_f1", "metrics", "network_metrics")
+    print(json.dumps({key: card.get(key) for key in keys}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

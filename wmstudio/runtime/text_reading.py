@@ -126,6 +126,9 @@ class TextReader:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Its worker threads must not spin after a read: the detector's session runs next on the
+        # same cores (spinning threads of one session slowed the other twofold in bench_versions).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(model_path or recogniser_path()), options, providers=["CPUExecutionProvider"]
         )

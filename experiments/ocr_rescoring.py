@@ -15,10 +15,12 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from training.evaluate import Example, image_f1_at
@@ -34,10 +36,20 @@ from wmstudio.settings import get_settings
 TOP_CANDIDATES = 3
 
 
+def greedy_reading(reader: TextReader, crop: Image.Image, brand: str) -> dict:
+    text, confidence = reader.read(crop)
+    return {"text": text, "conf": confidence}
+
+
 def read_candidates(
-    detector: Detector, reader: TextReader, sets: dict, variants: list[str], floor: float
+    detector: Detector,
+    reader: TextReader,
+    sets: dict,
+    variants: list[str],
+    floor: float,
+    reading: Callable[[TextReader, Image.Image, str], dict] = greedy_reading,
 ) -> list[dict]:
-    """Per variant photo: the item, its candidates and what OCR read in the best few."""
+    """Per variant photo: the item, its candidates and what ``reading`` made of the best few."""
     rows = []
     total = sum(len(items) for items in sets.values()) * len(variants)
     with tqdm(total=total, desc="detect + read", unit="img") as bar:
@@ -60,14 +72,14 @@ def read_candidates(
                     for candidate in prediction.candidates[:TOP_CANDIDATES]:  # best first, draft pixels
                         if candidate.score < floor:
                             break
-                        text, confidence = reader.read(reading_crop(decoded.image, candidate.box))
+                        read = reading(reader, reading_crop(decoded.image, candidate.box), candidate.brand)
                         box = (
                             candidate.box[0] * sx,
                             candidate.box[1] * sy,
                             candidate.box[2] * sx,
                             candidate.box[3] * sy,
                         )
-                        reads.append({"box": box, "brand": candidate.brand, "text": text, "conf": confidence})
+                        reads.append({"box": box, "brand": candidate.brand, **read})
                     ocr_ms = (time.perf_counter() - start) * 1000
                     rows.append(
                         {

@@ -4,12 +4,21 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from wmstudio.runtime import Detection, Detector
 from wmstudio.runtime.detector import ModelLoadError
-from wmstudio.runtime.text_reading import TextReader, TextRescoring, brand_similarity, reading_crop, rescore_candidates
+from wmstudio.runtime.text_reading import (
+    TextReader,
+    TextRescoring,
+    brand_similarity,
+    brand_spotting,
+    keyword_score,
+    reading_crop,
+    rescore_candidates,
+)
 
 pytestmark = pytest.mark.unit
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
@@ -28,6 +37,44 @@ def test_rule_boosts_the_brand_damps_other_confident_text_and_keeps_the_unreadab
     assert rule.rescored(0.5, "99co", "Century21", 0.95) == pytest.approx(0.35)
     assert rule.rescored(0.5, "99co", "Century21", 0.5) == 0.5  # not read confidently: unchanged
     assert rule.rescored(0.5, "99co", "", 0.0) == 0.5
+
+
+ALPHABET = ["", "r", "u", "m", "a", "h", "1", "2", "3", "x", "R", " "]
+
+
+def _frames(symbols: list[str], top: float = 0.9, second: dict[int, str] | None = None) -> np.ndarray:
+    """Frame probabilities whose best symbol is ``symbols[t]``; ``second[t]`` gets 0.08 there."""
+    rows = np.full((len(symbols), len(ALPHABET)), (1 - top) / len(ALPHABET))
+    for t, symbol in enumerate(symbols):
+        rows[t, ALPHABET.index(symbol)] = top
+        if second and t in second:
+            rows[t, ALPHABET.index(second[t])] = 0.08
+    return rows / rows.sum(axis=1, keepdims=True)
+
+
+def test_keyword_score_finds_the_name_anywhere_in_either_case_and_prices_a_misread_glyph():
+    spelled = ["x", "", "R", "u", "", "m", "a", "h", "1", "2", "3", "", "x"]
+    assert keyword_score(_frames(spelled), ALPHABET, "rumah123") == pytest.approx(1.0)
+    repeats = ["r", "r", "u", "m", "m", "a", "h", "h", "1", "2", "2", "3"]  # repeats merge
+    assert keyword_score(_frames(repeats), ALPHABET, "rumah123") == pytest.approx(1.0)
+    doubled = ["1", "", "1", "2", "3"]  # a doubled letter needs a blank between its frames
+    assert keyword_score(_frames(doubled), ALPHABET, "1123") == pytest.approx(1.0)
+    assert keyword_score(_frames(["1", "1", "2", "3"]), ALPHABET, "1123") < 0.9
+    misread = ["r", "u", "m", "a", "x", "1", "2", "3"]
+    second_best = keyword_score(_frames(misread, second={4: "h"}), ALPHABET, "rumah123")
+    unseen = keyword_score(_frames(misread), ALPHABET, "rumah123")
+    assert 0.6 < second_best < 1.0 and unseen < second_best  # the "h" ranked second costs less
+    assert keyword_score(_frames(["x"] * 12), ALPHABET, "rumah123") < 0.2
+    assert keyword_score(_frames(["r", "u", "m"]), ALPHABET, "rumah123") == 0.0  # too few frames
+
+
+def test_with_spot_set_the_rule_trusts_the_spotted_name_over_the_greedy_text():
+    spotting = TextRescoring(spot=0.3, boost=0.5, damp=0.3)
+    # "propertiku.co.id" holds ".co", which the greedy rule's short window takes for 99.co
+    assert TextRescoring().rescored(0.5, "99co", "propertiku.co.id", 0.97) == pytest.approx(0.75)
+    assert spotting.rescored(0.5, "99co", "propertiku.co.id", 0.97, spotted=0.0) == pytest.approx(0.35)
+    assert spotting.rescored(0.5, "rumah123", "Qrumai2", 0.85, spotted=0.4) == pytest.approx(0.75)
+    assert spotting.rescored(0.5, "rumah123", "rumah123", 0.9, spotted=None) == pytest.approx(0.75)  # no frames
 
 
 def test_card_section_round_trips_and_rejects_unknown_settings():
@@ -66,6 +113,16 @@ def test_the_recogniser_reads_a_wordmark(reader):
     assert brand_similarity(text, "rumah123") >= 0.75 and confidence > 0.5
 
 
+def test_keyword_score_of_a_real_reading_separates_the_brand_from_other_names(reader):
+    image, box = _wordmark("rumah123")
+    brand = reader.probabilities(reading_crop(image, box))
+    image, box = _wordmark("Ray White")
+    other = reader.probabilities(reading_crop(image, box))
+    assert keyword_score(brand, reader.alphabet, "rumah123") > 0.9
+    assert keyword_score(other, reader.alphabet, "rumah123") < 0.3
+    assert reader.decode(brand) == reader.read(reading_crop(*_wordmark("rumah123")))
+
+
 def test_rescore_candidates_reads_only_the_best_above_the_floor(reader):
     image, box = _wordmark("rumah123")
     brand = Detection("rumah123", 0.5, box)
@@ -77,6 +134,19 @@ def test_rescore_candidates_reads_only_the_best_above_the_floor(reader):
     assert scores[("99co", box)] == pytest.approx(0.28)  # "rumah123" is confident other text for 99co
     assert scores[("99co", faint.box)] == 0.05  # under the floor: not read
     assert [d.score for d in rescored] == sorted((d.score for d in rescored), reverse=True)
+
+
+def test_spotting_reads_the_name_through_spaces_and_a_dropped_dot(reader):
+    for text, brand in (("rumah 123", "rumah123"), ("99co", "99co"), ("99.co", "99co")):
+        image, box = _wordmark(text)
+        probabilities = reader.probabilities(reading_crop(image, box))
+        assert brand_spotting(probabilities, reader.alphabet, brand) > 0.9, text
+    image, box = _wordmark("rumah.com")
+    probabilities = reader.probabilities(reading_crop(image, box))
+    assert brand_spotting(probabilities, reader.alphabet, "rumah123") < 0.1
+    assert brand_spotting(probabilities, reader.alphabet, "99co") < 0.1
+    rescored = rescore_candidates(image, (Detection("99co", 0.5, box),), reader, TextRescoring(spot=0.3))
+    assert rescored[0].score == pytest.approx(0.35)  # a competitor's confident name: damped
 
 
 def test_a_version_with_text_rescoring_loads_it_and_offers_the_network_alone(tmp_path, bundled_registry):

@@ -6,7 +6,7 @@ reading, and for the network alone), measures test once and writes the card; the
 ``wmstudio models promote`` take it from there. The rescoring settings come from validation
 (``python -m experiments.ocr_rescoring``).
 
-    python -m training.text_stage v32 [--version v36] [--match 0.75 --boost 0.5 --damp 0.3]
+    python -m training.text_stage v32 [--version v36] [--match 0.75 --boost 0.5 --damp 0.3] [--spot 0.3]
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def main() -> None:
     for name in ("floor", "match", "boost", "damp", "min_confidence"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     parser.add_argument("--top", type=int, default=defaults.top)
+    parser.add_argument("--spot", type=float, default=None, help="spot the brand's name from this keyword score")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = get_settings()
@@ -71,6 +72,7 @@ def main() -> None:
         boost=args.boost,
         damp=args.damp,
         min_confidence=args.min_confidence,
+        spot=args.spot,
     )
     data = default_data(settings.state_dir)  # missing data is named before a folder is created
     version = register_text_stage(registry, args.source, rescoring, args.version)

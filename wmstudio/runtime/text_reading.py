@@ -5,7 +5,9 @@ finds the brand (issue #30): both are light text on a photo. What the text *says
 A version whose card has a ``text_rescoring`` section crops its best candidates, reads them with
 PP-OCR's text recogniser, and
 
-- boosts a candidate whose text matches its brand's name: ``1 - (1 - s)(1 - boost)``;
+- boosts a candidate whose text matches its brand's name: ``1 - (1 - s)(1 - boost)``; the match
+  is the greedy reading's similarity to the name or, where the card sets ``spot``, the name
+  spotted in the recogniser's frame probabilities (:func:`keyword_score`);
 - damps one whose confident text is something else: ``s (1 - damp)``;
 - leaves unreadable ones as the network scored them.
 
@@ -20,8 +22,10 @@ rapidocr's ``TextRecognizer``; the grey levels are stretched first. The paramete
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from difflib import SequenceMatcher
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,9 @@ from wmstudio.brands import BRANDS
 
 BRAND_TEXT = {"rumah123": "rumah123", "99co": "99.co"}
 assert set(BRAND_TEXT) == set(BRANDS), "every brand needs the text its mark says"
+# The spellings keyword spotting accepts: OCR often drops the small dot of the 99.co logo.
+BRAND_KEYWORDS = {"rumah123": ("rumah123",), "99co": ("99.co", "99co")}
+assert set(BRAND_KEYWORDS) == set(BRANDS), "every brand needs its keywords"
 REC_MODEL = "models/ch_PP-OCRv4_rec_infer.onnx"
 REC_HEIGHT = 48
 MAX_WIDTH = 960  # a 20:1 crop at height 48; longer ones are squeezed
@@ -47,7 +54,8 @@ class TextRescoring:
 
     floor: float = 0.15  # candidates scoring below this are not read
     top: int = 3  # at most this many (the best) per photo
-    match: float = 0.75  # brand-name similarity from which the text counts as the brand's
+    match: float = 0.75  # brand-name similarity from which the greedy text counts as the brand's
+    spot: float | None = None  # if set, the brand is spotted in the frames instead, from this score
     boost: float = 0.5
     damp: float = 0.3
     min_confidence: float = 0.8  # other text must be read this confidently to damp
@@ -67,8 +75,14 @@ class TextRescoring:
     def to_card(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def rescored(self, score: float, brand: str, text: str, confidence: float) -> float:
-        if brand_similarity(text, brand) >= self.match:
+    def says_brand(self, brand: str, text: str, spotted: float | None) -> bool:
+        """Spotting when the card asks for it and a score is given, else the greedy text's similarity."""
+        if self.spot is not None and spotted is not None:
+            return spotted >= self.spot
+        return brand_similarity(text, brand) >= self.match
+
+    def rescored(self, score: float, brand: str, text: str, confidence: float, spotted: float | None = None) -> float:
+        if self.says_brand(brand, text, spotted):
             return 1 - (1 - score) * (1 - self.boost)
         if confidence >= self.min_confidence and len(text.strip()) >= self.min_chars:
             return score * (1 - self.damp)
@@ -133,7 +147,7 @@ class TextReader:
             str(model_path or recogniser_path()), options, providers=["CPUExecutionProvider"]
         )
         characters = self.session.get_modelmeta().custom_metadata_map["character"].splitlines()
-        self.alphabet = ["", *characters, " "]  # index 0 is the CTC blank
+        self.alphabet = ("", *characters, " ")  # index 0 is the CTC blank
         self.input_name = self.session.get_inputs()[0].name
 
     @staticmethod
@@ -148,8 +162,15 @@ class TextReader:
         padded[:, :, :width] = chw
         return padded[np.newaxis]
 
+    def probabilities(self, crop: Image.Image) -> np.ndarray:
+        """Per frame (about 8 px of the resized crop), the probability of every character."""
+        return self.session.run(None, {self.input_name: self.tensor(crop)})[0][0]
+
     def read(self, crop: Image.Image) -> tuple[str, float]:
-        probabilities = self.session.run(None, {self.input_name: self.tensor(crop)})[0][0]
+        return self.decode(self.probabilities(crop))
+
+    def decode(self, probabilities: np.ndarray) -> tuple[str, float]:
+        """Greedy CTC decoding: the most likely character per frame, blanks and repeats dropped."""
         best, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
         keep = (best != 0) & np.append(True, best[1:] != best[:-1])  # drop blanks and repeats
         if not keep.any():
@@ -158,14 +179,68 @@ class TextReader:
         return text, float(confidence[keep].mean())
 
 
+def keyword_score(probabilities: np.ndarray, alphabet: Sequence[str], keyword: str) -> float:
+    """How well the frames spell the keyword somewhere, in (0, 1]: 1 when the greedy reading has it.
+
+    Greedy decoding keeps only the top character per frame, so a faint glyph read second best
+    ("rumai2" for rumah123) is lost. Here the keyword is aligned to the frames by CTC's rules
+    (blanks between characters, repeats merged, either case), free frames before and after, and
+    each frame is scored by its probability relative to that frame's best. The result is the
+    best alignment's ratio to the greedy path, per keyword character (a geometric mean), so
+    one misread glyph costs what its probability ratio says, not the whole match.
+    """
+    gap_columns, char_columns = _keyword_columns(tuple(alphabet), keyword.lower())
+    wanted = sorted({*gap_columns, *(i for columns in char_columns for i in columns)})
+    position_of = {column: position for position, column in enumerate(wanted)}
+    floor = np.log(np.maximum(probabilities.max(axis=1, keepdims=True), 1e-12))  # each frame's best
+    relative = np.log(np.maximum(probabilities[:, wanted], 1e-12)) - floor  # only the columns it needs
+
+    def best_of(columns: tuple[int, ...]) -> np.ndarray:
+        if not columns:
+            return np.full(len(probabilities), -np.inf, dtype=relative.dtype)
+        return relative[:, [position_of[c] for c in columns]].max(axis=1)
+
+    length, states = len(keyword), 2 * len(keyword) + 1
+    emit = np.repeat(best_of(gap_columns)[:, None], states, axis=1)  # even states: blank or a space ("rumah 123")
+    for position, columns in enumerate(char_columns):
+        emit[:, 2 * position + 1] = best_of(columns)
+    can_skip = np.zeros(states, dtype=bool)  # blank skipped between two different characters
+    can_skip[3::2] = [a != b for a, b in zip(keyword.lower()[1:], keyword.lower()[:-1], strict=True)]
+    from_prefix = np.full(states, -np.inf)
+    from_prefix[:2] = 0.0  # the keyword starts on its leading blank or its first character
+    score = np.full(states, -np.inf)
+    best = -np.inf
+    for frame in emit:
+        from_previous = np.concatenate(([-np.inf], score[:-1]))
+        from_skip = np.where(can_skip, np.concatenate(([-np.inf, -np.inf], score[:-2])), -np.inf)
+        score = np.maximum.reduce([score, from_previous, from_skip, from_prefix]) + frame
+        best = max(best, score[-1], score[-2])  # then free frames to the end
+    return float(np.exp(best / max(1, length)))
+
+
+@lru_cache(maxsize=16)
+def _keyword_columns(alphabet: tuple[str, ...], keyword: str) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
+    """Columns of the blank and spaces, and of each keyword character in either case (looked up once)."""
+    gaps = (0, *(i for i, symbol in enumerate(alphabet) if i and not symbol.strip()))
+    chars = tuple(tuple(i for i, symbol in enumerate(alphabet) if symbol and symbol.lower() == c) for c in keyword)
+    return gaps, chars
+
+
+def brand_spotting(probabilities: np.ndarray, alphabet: Sequence[str], brand: str) -> float:
+    """The best :func:`keyword_score` of the brand's spellings."""
+    return max(keyword_score(probabilities, alphabet, keyword) for keyword in BRAND_KEYWORDS[brand])
+
+
 def rescore_candidates(image: Image.Image, candidates: tuple, reader: TextReader, rescoring: TextRescoring) -> tuple:
     """The candidates with the best few read and rescored, best first again."""
     ranked = sorted(candidates, key=lambda d: -d.score)
     read = [d for d in ranked[: rescoring.top] if d.score >= rescoring.floor]
     changed = {}
     for candidate in read:
-        text, confidence = reader.read(reading_crop(image, candidate.box))
+        probabilities = reader.probabilities(reading_crop(image, candidate.box))
+        text, confidence = reader.decode(probabilities)
+        spotted = None if rescoring.spot is None else brand_spotting(probabilities, reader.alphabet, candidate.brand)
         changed[id(candidate)] = replace(
-            candidate, score=rescoring.rescored(candidate.score, candidate.brand, text, confidence)
+            candidate, score=rescoring.rescored(candidate.score, candidate.brand, text, confidence, spotted)
         )
     return tuple(sorted((changed.get(id(d), d) for d in ranked), key=lambda d: -d.score))

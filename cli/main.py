@@ -177,18 +177,17 @@ def train(
     from training.synth.compose import SynthConfig
     from training.train import TrainRecipe
     from training.train import train as run_train
+    from training.warm_start import start_weights
     from wmstudio import tracking
-    from wmstudio.mlflow_registry import warm_start_weights
     from wmstudio.registry import Registry, RegistryError
 
     settings = get_settings()
     registry = Registry.from_settings(settings)
-    start = None
+    start, start_version = None, None
     if warm_start == "champion":
-        try:
-            start = str(warm_start_weights(registry, registry.champion_path().name, settings))
-        except RegistryError as exc:
-            _fail(str(exc))
+        start_version = registry.champion()
+        if start_version is None:
+            _fail("--warm-start champion: the registry has no champion yet (train without --warm-start first)")
     elif warm_start:
         if not Path(warm_start).is_file():
             _fail(f"--warm-start {warm_start}: no such weights file (give 'champion' or a .pt path)")
@@ -196,6 +195,11 @@ def train(
     counts = {**DEFAULT_SYNTH_COUNTS, "train": synth_train}  # val and test stay fixed: comparable across runs
     synth = SynthConfig(vary_glyphs=glyph_variation, lookalike_negatives=lookalike_negatives)
     data = prepare_default_data(settings.data_dir, settings.state_dir, counts, seed, synth, real_positive_repeats)
+    if start_version is not None:
+        try:  # its model.pt, its MLflow copy, or rebuilt from the bundled ONNX file
+            start = str(start_weights(registry, start_version, data, settings))
+        except (RegistryError, ValueError) as exc:
+            _fail(str(exc))
     recipe = TrainRecipe(
         model=model,
         imgsz=imgsz,

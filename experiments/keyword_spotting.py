@@ -11,7 +11,7 @@ measured here on validation pooled over the variants, each at its own threshold 
   as a blur can) and read again (a second read, about 25 ms, only for crops the first read did
   not match).
 
-    python -m experiments.keyword_spotting [VERSION] [--floor 0.05] [--cache FILE]
+    python -m experiments.keyword_spotting [VERSION] [--floor 0.02] [--top 5] [--second-look] [--cache FILE]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import pickle
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from PIL import Image, ImageChops, ImageFilter
@@ -29,7 +30,7 @@ from training.release import default_sets
 from training.robustness import VARIANTS
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector, Prediction
-from wmstudio.runtime.text_reading import TextReader, brand_similarity, brand_spotting
+from wmstudio.runtime.text_reading import BRAND_KEYWORDS, TextReader, brand_similarity, brand_spotting
 from wmstudio.settings import get_settings
 
 
@@ -40,24 +41,28 @@ def high_passed(crop: Image.Image) -> Image.Image:
     return ImageChops.subtract(grey, blurred, scale=1.0, offset=128)
 
 
-def spotting_reading(reader: TextReader, crop: Image.Image, brand: str) -> dict:
-    """Greedy text and keyword score of the crop as it is and high-passed."""
+def spotting_reading(reader: TextReader, crop: Image.Image, brand: str, second_look: bool = False) -> dict:
+    """Greedy text and keyword scores (the candidate's brand and every brand) of the crop, and
+    with ``second_look`` the same of the crop high-passed."""
     result = {}
-    for suffix, image in (("", crop), ("_hp", high_passed(crop))):
+    for suffix, image in (("", crop), ("_hp", high_passed(crop)))[: 2 if second_look else 1]:
         probabilities = reader.probabilities(image)
         text, confidence = reader.decode(probabilities)
-        result |= {
-            f"text{suffix}": text,
-            f"conf{suffix}": confidence,
-            f"spot{suffix}": brand_spotting(probabilities, reader.alphabet, brand),
-        }
+        spots = {name: brand_spotting(probabilities, reader.alphabet, name) for name in BRAND_KEYWORDS}
+        result |= {f"text{suffix}": text, f"conf{suffix}": confidence, f"spot{suffix}": spots[brand]}
+        result[f"spots{suffix}"] = spots
     return result
 
 
 @dataclass(frozen=True)
 class Rule:
     """How a read candidate counts as its brand (``sim``: greedy text's windowed similarity at least
-    0.75; ``spot``: keyword score at least ``spot``; ``either``) and when other text damps it."""
+    0.75; ``spot``: keyword score at least ``spot``; ``either``) and when other text damps it.
+
+    ``floor`` and ``top`` say which candidates are read (the cache must hold at least as many);
+    with ``cross_brand`` a candidate whose text spots the *other* brand takes that brand's label
+    and the boost (the network knew it was a mark, not whose).
+    """
 
     brand_by: str = "sim"
     spot: float = 0.5
@@ -65,24 +70,37 @@ class Rule:
     boost: float = 0.5
     damp: float = 0.3
     min_confidence: float = 0.8
+    floor: float = 0.15
+    top: int = 3
+    cross_brand: bool = False
 
-    def says_brand(self, read: dict, brand: str) -> bool:
+    def says(self, read: dict, brand: str) -> bool:
         for suffix in ("", "_hp") if self.second_look else ("",):
             by_text = brand_similarity(read[f"text{suffix}"], brand) >= 0.75
-            by_spot = read[f"spot{suffix}"] >= self.spot
+            by_spot = read[f"spots{suffix}"][brand] >= self.spot
             if {"sim": by_text, "spot": by_spot, "either": by_text or by_spot}[self.brand_by]:
                 return True
         return False
 
+    def brand_read(self, read: dict, brand: str) -> str | None:
+        """The brand the candidate's text says: its own first, another only with ``cross_brand``."""
+        if self.says(read, brand):
+            return brand
+        if self.cross_brand:
+            return next((other for other in read["spots"] if other != brand and self.says(read, other)), None)
+        return None
 
-def rescored(row: dict, rule: Rule, floor: float = 0.15) -> Example:
-    """The row's prediction with its read candidates (those from ``floor``) rescored."""
-    by_box = {tuple(r["box"]): r for r in row["reads"]}
+
+def rescored(row: dict, rule: Rule) -> Example:
+    """The row's prediction with its best ``rule.top`` candidates from ``rule.floor`` rescored."""
+    by_box = {tuple(r["box"]): r for r in row["reads"][: rule.top]}
     candidates = []
     for candidate in row["prediction"].candidates:
         read, score = by_box.get(tuple(candidate.box)), candidate.score
-        if read is not None and score >= floor:
-            if rule.says_brand(read, candidate.brand):
+        if read is not None and score >= rule.floor:
+            brand = rule.brand_read(read, candidate.brand)
+            if brand is not None:
+                candidate = replace(candidate, brand=brand)
                 score = 1 - (1 - score) * (1 - rule.boost)
             elif read["conf"] >= rule.min_confidence and len(read["text"].strip()) >= 3:
                 score = score * (1 - rule.damp)
@@ -102,13 +120,24 @@ GRID = [
         for damp in (0.3, 0.5)
         for confidence in (0.5, 0.65, 0.8)
     ),
+    # 7 December: which candidates are read, and a read that names the other brand
+    *(
+        Rule("spot", spot, boost=boost, floor=floor, top=top, cross_brand=cross)
+        for spot in (0.2, 0.3)
+        for boost in (0.5, 0.8)
+        for floor in (0.02, 0.05, 0.1, 0.15)
+        for top in (2, 3, 5)
+        for cross in (False, True)
+    ),
 ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("version", nargs="?", default=None)
-    parser.add_argument("--floor", type=float, default=0.05, help="candidates read from this score")
+    parser.add_argument("--floor", type=float, default=0.02, help="candidates read from this score")
+    parser.add_argument("--top", type=int, default=5, help="at most this many candidates read per photo")
+    parser.add_argument("--second-look", action="store_true", help="also read each crop high-passed")
     parser.add_argument("--cache", type=Path, default=None, help="keep the reads here and reuse them")
     args = parser.parse_args()
     settings = get_settings()
@@ -117,13 +146,17 @@ def main() -> None:
         rows = pickle.loads(args.cache.read_bytes())
     else:
         sets = default_sets(settings.datasets_dir, "val")
-        rows = read_candidates(detector, TextReader(), sets, list(VARIANTS), args.floor, spotting_reading)
+        reading = partial(spotting_reading, second_look=args.second_look)
+        rows = read_candidates(detector, TextReader(), sets, list(VARIANTS), args.floor, reading, args.top)
         if args.cache:
             args.cache.write_bytes(pickle.dumps(rows))
     brands = tuple(detector.classes)
     print(f"{detector.version}, validation, {len(rows)} variant photos")
     print("rule | threshold  pooled F1  real F1  other-agency FP")
+    second_look = "text_hp" in next((read for r in rows for read in r["reads"]), {})
     for rule in GRID:
+        if rule.second_look and not second_look:
+            continue
         examples = [rescored(r, rule) for r in rows]
         threshold, f1, fp = figures(examples, brands)
         real = [e for e, r in zip(examples, rows, strict=True) if r["set"] == "real"]

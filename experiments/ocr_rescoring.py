@@ -48,8 +48,9 @@ def read_candidates(
     variants: list[str],
     floor: float,
     reading: Callable[[TextReader, Image.Image, str], dict] = greedy_reading,
+    top: int = TOP_CANDIDATES,
 ) -> list[dict]:
-    """Per variant photo: the item, its candidates and what ``reading`` made of the best few."""
+    """Per variant photo: the item, its candidates and what ``reading`` made of the best ``top``."""
     rows = []
     total = sum(len(items) for items in sets.values()) * len(variants)
     with tqdm(total=total, desc="detect + read", unit="img") as bar:
@@ -69,7 +70,7 @@ def read_candidates(
                         for d in prediction.candidates
                     ]
                     reads, start = [], time.perf_counter()
-                    for candidate in prediction.candidates[:TOP_CANDIDATES]:  # best first, draft pixels
+                    for candidate in prediction.candidates[:top]:  # best first, draft pixels
                         if candidate.score < floor:
                             break
                         read = reading(reader, reading_crop(decoded.image, candidate.box), candidate.brand)

@@ -119,9 +119,9 @@ class LoopSteps:
             *(Source(manifest, root, 3, 2) for manifest, root in human),  # people's labels weigh more
         ]
         data_yaml = write_yolo_dataset(sources, run_dir / "yolo")
-        from wmstudio.mlflow_registry import warm_start_weights
+        from training.warm_start import start_weights
 
-        start = str(warm_start_weights(self.registry, champion, self.settings)) if champion else None
+        start = str(start_weights(self.registry, champion, data, self.settings)) if champion else None
         imgsz = int(self.registry.card(champion).get("imgsz", 320)) if champion else 320
         recipe = TrainRecipe(imgsz=imgsz, epochs=self.epochs, time_hours=self.hours or None, warm_start=start)
         best = train(data_yaml, run_dir / "train", recipe)

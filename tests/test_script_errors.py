@@ -74,3 +74,11 @@ def test_soup_names_an_unknown_source_then_missing_datasets(tmp_path, bundled_re
         assert done.returncode == 1, done.stderr
         assert message in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_variant_finetune_names_an_unknown_source_then_missing_data(tmp_path, bundled_registry):
+    done = _run("experiments.variant_finetune", tmp_path, "--source", "v999")
+    assert done.returncode == 1 and "'v999' is not in the registry" in done.stderr, done.stderr
+    done = _run("experiments.variant_finetune", tmp_path, "--source", Registry(bundled_registry).champion())
+    assert done.returncode == 1 and "wmstudio train" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

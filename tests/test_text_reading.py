@@ -149,6 +149,24 @@ def test_spotting_reads_the_name_through_spaces_and_a_dropped_dot(reader):
     assert rescored[0].score == pytest.approx(0.35)  # a competitor's confident name: damped
 
 
+def test_cross_brand_relabels_a_mark_the_network_named_wrongly_and_only_when_asked(reader):
+    image, box = _wordmark("rumah123")
+    named_wrongly = Detection("99co", 0.3, box)
+    crossed = rescore_candidates(image, (named_wrongly,), reader, TextRescoring(spot=0.3, boost=0.8, cross_brand=True))
+    assert crossed[0].brand == "rumah123" and crossed[0].score == pytest.approx(0.86)  # 1 - 0.7 * 0.2
+    kept = rescore_candidates(image, (named_wrongly,), reader, TextRescoring(spot=0.3, boost=0.8))
+    assert kept[0].brand == "99co" and kept[0].score == pytest.approx(0.21)  # other confident text: damped
+    image, box = _wordmark("Ray White")
+    other = rescore_candidates(
+        image, (Detection("99co", 0.3, box),), reader, TextRescoring(spot=0.3, boost=0.8, cross_brand=True)
+    )
+    assert other[0].brand == "99co" and other[0].score < 0.3  # neither brand: no relabel
+    rule = TextRescoring(spot=0.3, cross_brand=True)
+    assert rule.other_brand("99co", {"rumah123": 0.6, "99co": 0.1}) == "rumah123"
+    assert rule.other_brand("99co", {"rumah123": 0.2, "99co": 0.1}) is None
+    assert TextRescoring(cross_brand=True).other_brand("99co", {"rumah123": 0.9}) is None  # needs spotting
+
+
 def test_a_version_with_text_rescoring_loads_it_and_offers_the_network_alone(tmp_path, bundled_registry):
     pytest.importorskip("rapidocr_onnxruntime")
     champion = json.loads((bundled_registry / "registry.json").read_text())["champion"]

@@ -124,17 +124,6 @@ def test_a_fresh_state_dir_is_seeded_from_the_bundled_champion_and_predicts(tmp_
     assert json.loads((seeded / "registry.json").read_text())["history"] == []
 
 
-def test_warm_start_from_a_champion_without_weights_is_a_clear_error(tmp_path, bundled_registry):
-    env = {"WMSTUDIO_STATE_DIR": str(tmp_path / "state"), "WMSTUDIO_BUNDLED_MODELS_DIR": str(bundled_registry)}
-    env["WMSTUDIO_REGISTRY_DIR"] = str(tmp_path / "state" / "models")
-    result = run_cli("train", "--warm-start", "champion", "--epochs", "1", env=env)
-    said = " ".join(result.stderr.split())  # rich wraps long messages
-    assert result.returncode == 2 and "Traceback" not in said, result.stderr
-    assert "no PyTorch weights" in said and "--warm-start PATH" in said
-    missing = run_cli("train", "--warm-start", str(tmp_path / "nope.pt"), env=env)
-    assert missing.returncode == 2 and "no such weights file" in " ".join(missing.stderr.split())
-
-
 def test_bundle_ships_a_new_champion_and_keeps_the_old_ones_figures(tmp_path):
     working = _fake_registry(tmp_path / "working", 3)
     working.promote("v1", "first")

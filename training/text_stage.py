@@ -61,6 +61,9 @@ def main() -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     parser.add_argument("--top", type=int, default=defaults.top)
     parser.add_argument("--spot", type=float, default=None, help="spot the brand's name from this keyword score")
+    parser.add_argument(
+        "--cross-brand", action="store_true", help="with --spot: a candidate whose text spots the other brand takes it"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = get_settings()
@@ -73,6 +76,7 @@ def main() -> None:
         damp=args.damp,
         min_confidence=args.min_confidence,
         spot=args.spot,
+        cross_brand=args.cross_brand,
     )
     data = default_data(settings.state_dir)  # missing data is named before a folder is created
     version = register_text_stage(registry, args.source, rescoring, args.version)

@@ -120,7 +120,7 @@ GRID = [
         for damp in (0.3, 0.5)
         for confidence in (0.5, 0.65, 0.8)
     ),
-    # 7 December: which candidates are read, and a read that names the other brand
+    # 6 December, later: which candidates are read, and a read that names the other brand
     *(
         Rule("spot", spot, boost=boost, floor=floor, top=top, cross_brand=cross)
         for spot in (0.2, 0.3)

@@ -343,13 +343,39 @@ def models_list() -> None:
 
 
 @models_app.command("promote")
-def models_promote(version: str, reason: str = "manual promotion") -> None:
-    """Make a version the champion (the API hot-reloads it)."""
+def models_promote(
+    version: str,
+    reason: str = "manual promotion",
+    force: Annotated[bool, typer.Option(help="Promote even if the validation gate fails (recorded).")] = False,
+) -> None:
+    """Make a version the champion (the API hot-reloads it) if it passes the validation gate."""
+    from wmstudio.gate import GateConfig, gate
     from wmstudio.mlflow_registry import tracked_registry
     from wmstudio.registry import RegistryError
 
+    settings = get_settings()
+    registry = tracked_registry(settings)
     try:
-        tracked_registry(get_settings()).promote(version, reason)
+        champion = registry.champion()
+        if champion is not None and champion != version:
+            # The same gate as the retraining loop: a hand promotion must not skip it by accident.
+            challenger_card, champion_card = registry.card(version), registry.card(champion)
+            decision = gate(
+                challenger_card.get("metrics", {}), champion_card.get("metrics", {}), GateConfig.from_settings(settings)
+            )
+            failed = [
+                f"{c['name']} {c['challenger']} vs {c['champion']} (needs {c['rule']})"
+                for c in decision.checks
+                if not c["passed"]
+            ]
+            if failed and not force:
+                _fail(
+                    f"{version} fails the promotion gate against {champion}: {'; '.join(failed)}. "
+                    "Pass --force to promote it anyway."
+                )
+            if failed:
+                reason = f"{reason} (forced past the gate: {'; '.join(failed)})"
+        registry.promote(version, reason)
     except RegistryError as exc:
         _fail(str(exc))
     console.print(f"{version} is now the champion")

@@ -42,7 +42,13 @@ def _fake_registry(root: Path, versions: int) -> Registry:
             "threshold": 0.4 + number / 100,
             "data_version": "real+synth",
             "recipe": {"epochs": number, "synth": {"opacity": [0.25, 0.9]}},
-            "metrics": {"val_f1": 0.5 + number / 10, "val_real_worst_variant": "crop"},
+            "metrics": {
+                "val_f1": 0.5 + number / 10,
+                "val_real_f1": 0.8,
+                "val_synthetic_ap50": 0.9,
+                "val_other_fp_rate": 0.01,
+                "val_real_worst_variant": "crop",
+            },
         }
         registry.write_card(version, card)
         (root / version / "model.onnx").write_bytes(b"onnx-" + version.encode() * 64)
@@ -165,7 +171,8 @@ def test_release_logs_a_run_and_cli_decisions_move_the_champion_alias(tmp_path, 
     assert evaluation == {"evaluation/test.json", "evaluation/test.md", "evaluation/test_f1.png"}
 
     env = _env(settings)
-    for args in (["promote", "v1", "--reason", "first"], ["promote", "v2", "--reason", "better"]):
+    # decisions by hand, past the gate where they must be (v1 and v2 score under v3)
+    for args in (["promote", "v1", "--reason", "first", "--force"], ["promote", "v2", "--reason", "better"]):
         result = run_cli("models", *args, env=env)
         assert result.returncode == 0, result.stderr
     assert _champion_tags(settings) | {"decided": ""} == {
@@ -284,7 +291,7 @@ def test_a_shared_mlflow_server_records_releases_and_decisions(tmp_path, mlflow_
     env = _env(settings) | {"MLFLOW_TRACKING_URI": mlflow_server}  # MLflow's own variable works too
     del env["WMSTUDIO_MLFLOW_TRACKING_URI"]
     for version in ("v1", "v2"):
-        result = run_cli("models", "promote", version, "--reason", f"{version} on the server", env=env)
+        result = run_cli("models", "promote", version, "--reason", f"{version} on the server", "--force", env=env)
         assert result.returncode == 0, result.stderr
     synced = run_cli("models", "sync-mlflow", env=env)
     assert synced.returncode == 0, synced.stderr
@@ -301,3 +308,21 @@ def test_a_shared_mlflow_server_records_releases_and_decisions(tmp_path, mlflow_
     (registry.root / "v1" / "model.pt").unlink()
     assert mlflow_registry.warm_start_weights(registry, "v1", settings).read_bytes() == b"weights-" + b"v1" * 64
     assert mlflow_registry.ui_links(registry.card("v1"), settings)["run"].startswith(f"{mlflow_server}/#/experiments/")
+
+
+def test_promote_runs_the_validation_gate_and_force_records_why(tmp_path):
+    settings = Settings(state_dir=tmp_path / "state", bundled_models_dir=tmp_path / "none")
+    registry = _fake_registry(settings.registry_dir, 2)
+    registry.promote("v2", "the better one")
+    env = _env(settings)
+    refused = run_cli("models", "promote", "v1", "--reason", "by hand", env=env)  # v1's validation F1 is lower
+    said = " ".join(refused.stderr.split())
+    assert refused.returncode == 2 and "Traceback" not in said, refused.stderr
+    assert "fails the promotion gate against v2" in said and "val_f1 0.6 vs 0.7" in said and "--force" in said
+    assert Registry(settings.registry_dir).champion() == "v2"
+    forced = run_cli("models", "promote", "v1", "--reason", "by hand", "--force", env=env)
+    assert forced.returncode == 0, forced.stderr
+    latest = Registry(settings.registry_dir).history()[-1]
+    assert latest["version"] == "v1" and latest["reason"].startswith("by hand (forced past the gate: val_f1")
+    again = run_cli("models", "promote", "v2", "--reason", "back", env=env)  # passes the gate over v1
+    assert again.returncode == 0 and Registry(settings.registry_dir).champion() == "v2", again.stderr

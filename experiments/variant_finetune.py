@@ -28,11 +28,11 @@ import yaml
 from tqdm import tqdm
 
 from training.export import register_model
-from training.onnx_weights import rebuild_weights
 from training.release import calibrate_and_evaluate, default_data, default_sets
 from training.robustness import VARIANTS, collage_partners, make_variant
 from training.script_errors import exit_on_user_error
 from training.train import TrainRecipe, train
+from training.warm_start import start_weights
 from training.yolo_data import yolo_label_lines
 from wmstudio import tracking
 from wmstudio.registry import Registry
@@ -75,18 +75,6 @@ def write_variant_layout(state_dir: Path, classes: list[str], out_dir: Path) -> 
     return out_dir / "data.yaml"
 
 
-def start_weights(registry: Registry, version: str, run_dir: Path, state_dir: Path) -> Path:
-    """The version's ``model.pt``, or weights rebuilt from its ONNX file (batch norms calibrated on train photos)."""
-    folder = registry.path(version)
-    if (folder / "model.pt").exists():
-        return folder / "model.pt"
-    card = registry.card(version)
-    photos = [root / item.path for item, root in default_sets(state_dir / "datasets", "train")["synthetic"]][::16][:64]
-    return rebuild_weights(
-        folder / "model.onnx", card["architecture"], card["classes"], card["imgsz"], photos, run_dir / "start.pt"
-    )
-
-
 @exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -106,17 +94,17 @@ def main() -> None:
     data_yaml = write_variant_layout(
         settings.state_dir, list(card["classes"]), settings.state_dir / "yolo" / "variants-s0"
     )
+    data = default_data(settings.state_dir)
     recipe = TrainRecipe(
         model=card["architecture"],
         imgsz=card["imgsz"],
         epochs=40,
         time_hours=args.hours,
-        warm_start=str(start_weights(registry, source, run_dir, settings.state_dir)),
+        warm_start=str(start_weights(registry, source, data, settings)),
         mosaic=0.0,
         threads=args.threads,
     )
     best = train(data_yaml, run_dir, recipe, resume=args.resume)
-    data = default_data(settings.state_dir)
     recorded = recipe.to_dict() | {
         "fine_tuned_from": source,
         "train_variants": list(ALTERED),

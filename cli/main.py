@@ -349,33 +349,15 @@ def models_promote(
     force: Annotated[bool, typer.Option(help="Promote even if the validation gate fails (recorded).")] = False,
 ) -> None:
     """Make a version the champion (the API hot-reloads it) if it passes the validation gate."""
-    from wmstudio.gate import GateConfig, gate
+    from wmstudio.gate import GateConfig, GateFailed, gated_promote
     from wmstudio.mlflow_registry import tracked_registry
     from wmstudio.registry import RegistryError
 
     settings = get_settings()
-    registry = tracked_registry(settings)
     try:
-        champion = registry.champion()
-        if champion is not None and champion != version:
-            # The same gate as the retraining loop: a hand promotion must not skip it by accident.
-            challenger_card, champion_card = registry.card(version), registry.card(champion)
-            decision = gate(
-                challenger_card.get("metrics", {}), champion_card.get("metrics", {}), GateConfig.from_settings(settings)
-            )
-            failed = [
-                f"{c['name']} {c['challenger']} vs {c['champion']} (needs {c['rule']})"
-                for c in decision.checks
-                if not c["passed"]
-            ]
-            if failed and not force:
-                _fail(
-                    f"{version} fails the promotion gate against {champion}: {'; '.join(failed)}. "
-                    "Pass --force to promote it anyway."
-                )
-            if failed:
-                reason = f"{reason} (forced past the gate: {'; '.join(failed)})"
-        registry.promote(version, reason)
+        gated_promote(tracked_registry(settings), version, reason, GateConfig.from_settings(settings), force)
+    except GateFailed as exc:
+        _fail(f"{exc}. Pass --force to promote it anyway.")
     except RegistryError as exc:
         _fail(str(exc))
     console.print(f"{version} is now the champion")

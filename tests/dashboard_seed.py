@@ -94,7 +94,13 @@ def seed_registry(bundled: Path, target: Path) -> Path:
         card |= {
             "version": version,
             "parent": "v1" if version == "v2" else None,
-            "metrics": {"val_f1": f1, "val_real_f1": f1 - 0.05, "val_synthetic_ap50": f1 + 0.1, "test_f1": f1 - 0.02},
+            "metrics": {
+                "val_f1": f1,
+                "val_real_f1": f1 - 0.05,
+                "val_synthetic_ap50": f1 + 0.1,
+                "val_other_fp_rate": 0.01,
+                "test_f1": f1 - 0.02,
+            },
         }
         registry.write_card(version, card)
         folder = target / version / "evaluation"

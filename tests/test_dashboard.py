@@ -319,10 +319,19 @@ def test_models_side_by_side_and_promote_with_confirmation(live):
     promote = app.button(key="m_promote")
     assert promote.disabled, "promotion needs the confirmation first"
     app.checkbox(key="m_promote_confirm").check().run()
+    card = registry.card("v2")
+    registry.write_card("v2", card | {"metrics": card["metrics"] | {"val_f1": 0.5}})  # now worse than v1
+    app.button(key="m_promote").click().run()
+    no_traceback(app)
+    assert registry.champion() == "v1", "the dashboard applies the promotion gate"
+    assert "fails the promotion gate against v1" in texts(app, "error") and "val_f1" in texts(app, "error")
+    app.checkbox(key="m_promote_force").check().run()
     app.button(key="m_promote").click().run()
     no_traceback(app)
     assert registry.champion() == "v2"
     assert "v2 is now the champion" in texts(app, "success")
+    assert "forced past the gate: val_f1 0.5 vs 0.62" in registry.history()[-1]["reason"]
+    registry.write_card("v2", card)
     app.checkbox(key="m_rollback_confirm").check().run()
     app.button(key="m_rollback").click().run()
     no_traceback(app)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wmstudio.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,19 @@ class GateDecision:
     def summary(self) -> str:
         failed = [c["name"] for c in self.checks if not c["passed"]]
         return "all checks passed" if self.passed else "failed: " + ", ".join(failed)
+
+    def failures(self) -> list[str]:
+        """Each failed check in words: what the challenger had, against what, and the rule."""
+        failed = [c for c in self.checks if not c["passed"]]
+        return [f"{c['name']} {c['challenger']} vs {c['champion']} (needs {c['rule']})" for c in failed]
+
+
+class GateFailed(ValueError):
+    """A hand promotion that the gate refuses; ``failures`` says which checks failed."""
+
+    def __init__(self, version: str, champion: str, failures: list[str]) -> None:
+        super().__init__(f"{version} fails the promotion gate against {champion}: {'; '.join(failures)}")
+        self.failures = failures
 
 
 def _number(metrics: dict | None, key: str) -> float | None:
@@ -94,3 +110,23 @@ def gate(challenger: dict, champion: dict | None, config: GateConfig) -> GateDec
         }
     )
     return GateDecision(all(c["passed"] for c in checks), checks)
+
+
+def gated_promote(registry: Registry, version: str, reason: str, config: GateConfig, force: bool = False) -> str:
+    """Promote ``version`` if it passes the gate against the champion; return the reason recorded.
+
+    Every hand promotion (the CLI, the dashboard) goes through here, so none can skip the rule
+    the retraining loop applies by accident. ``force`` promotes anyway and writes the failed
+    checks into the recorded reason, so the history says the gate was overridden and why.
+    """
+    champion = registry.champion()
+    if champion is not None and champion != version:
+        challenger_card, champion_card = registry.card(version), registry.card(champion)
+        decision = gate(challenger_card.get("metrics", {}), champion_card.get("metrics", {}), config)
+        failures = decision.failures()
+        if failures and not force:
+            raise GateFailed(version, champion, failures)
+        if failures:
+            reason = f"{reason} (forced past the gate: {'; '.join(failures)})"
+    registry.promote(version, reason)
+    return reason

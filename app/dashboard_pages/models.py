@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from app.dashboard_pages.common import Context, api_error_text, guarded
+from wmstudio.gate import GateConfig, GateFailed, gated_promote
 from wmstudio.registry import Registry, RegistryError
 
 TITLE = "Models"
@@ -226,9 +227,12 @@ def _actions(context: Context, registry: Registry, champion: str | None) -> None
             version = st.selectbox("Version", candidates[::-1], key="m_promote_version")
             reason = st.text_input("Reason", value="reviewed in the dashboard", key="m_promote_reason")
             sure = st.checkbox(f"Yes, serve {version} in production", key="m_promote_confirm")
+            force = st.checkbox("Promote even if the validation gate fails (recorded)", key="m_promote_force")
             if st.button("Promote", key="m_promote", type="primary", disabled=not sure):
-                try:
-                    registry.promote(version, reason)
+                try:  # the same gate as the CLI and the retraining loop
+                    gated_promote(registry, version, reason, GateConfig.from_settings(context.settings), force)
+                except GateFailed as exc:
+                    st.error(f"Not promoted: {exc}. Tick the override to promote it anyway.")
                 except RegistryError as exc:
                     st.error(f"Promotion failed: {exc}")
                 else:

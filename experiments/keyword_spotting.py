@@ -11,7 +11,8 @@ measured here on validation pooled over the variants, each at its own threshold 
   as a blur can) and read again (a second read, about 25 ms, only for crops the first read did
   not match).
 
-    python -m experiments.keyword_spotting [VERSION] [--floor 0.02] [--top 5] [--second-look] [--cache FILE]
+    python -m experiments.keyword_spotting [VERSION] [--floor 0.02] [--top 5] [--second-look]
+        [--margin-x 0.1] [--margin-y 0.25] [--cache FILE]
 """
 
 from __future__ import annotations
@@ -138,6 +139,8 @@ def main() -> None:
     parser.add_argument("--floor", type=float, default=0.02, help="candidates read from this score")
     parser.add_argument("--top", type=int, default=5, help="at most this many candidates read per photo")
     parser.add_argument("--second-look", action="store_true", help="also read each crop high-passed")
+    parser.add_argument("--margin-x", type=float, default=0.1, help="reading crop margin, share of the box width")
+    parser.add_argument("--margin-y", type=float, default=0.25, help="reading crop margin, share of the box height")
     parser.add_argument("--cache", type=Path, default=None, help="keep the reads here and reuse them")
     args = parser.parse_args()
     settings = get_settings()
@@ -147,7 +150,8 @@ def main() -> None:
     else:
         sets = default_sets(settings.datasets_dir, "val")
         reading = partial(spotting_reading, second_look=args.second_look)
-        rows = read_candidates(detector, TextReader(), sets, list(VARIANTS), args.floor, reading, args.top)
+        margins = (args.margin_x, args.margin_y)
+        rows = read_candidates(detector, TextReader(), sets, list(VARIANTS), args.floor, reading, args.top, margins)
         if args.cache:
             args.cache.write_bytes(pickle.dumps(rows))
     brands = tuple(detector.classes)

@@ -49,6 +49,7 @@ def read_candidates(
     floor: float,
     reading: Callable[[TextReader, Image.Image, str], dict] = greedy_reading,
     top: int = TOP_CANDIDATES,
+    margins: tuple[float, float] = (0.1, 0.25),
 ) -> list[dict]:
     """Per variant photo: the item, its candidates and what ``reading`` made of the best ``top``."""
     rows = []
@@ -73,7 +74,8 @@ def read_candidates(
                     for candidate in prediction.candidates[:top]:  # best first, draft pixels
                         if candidate.score < floor:
                             break
-                        read = reading(reader, reading_crop(decoded.image, candidate.box), candidate.brand)
+                        crop = reading_crop(decoded.image, candidate.box, *margins)
+                        read = reading(reader, crop, candidate.brand)
                         box = (
                             candidate.box[0] * sx,
                             candidate.box[1] * sy,

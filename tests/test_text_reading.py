@@ -90,6 +90,8 @@ def test_card_section_round_trips_and_rejects_unknown_settings():
 def test_reading_crop_adds_a_margin_inside_the_photo():
     crop = reading_crop(Image.new("RGB", (100, 50)), (0.0, 10.0, 50.0, 30.0))
     assert crop.size == (56, 31)  # 10 % of the width right, 25 % of the height above and below
+    wide = reading_crop(Image.new("RGB", (100, 50)), (20.0, 10.0, 50.0, 40.0), margin_x=0.5, margin_y=0.5)
+    assert wide.size == (61, 50)  # 15 px left and right; 15 px above and below, clipped to the photo
 
 
 def _wordmark(text: str, size: tuple[int, int] = (400, 200)) -> tuple[Image.Image, tuple[float, float, float, float]]:
@@ -105,6 +107,21 @@ def _wordmark(text: str, size: tuple[int, int] = (400, 200)) -> tuple[Image.Imag
 def reader() -> TextReader:
     pytest.importorskip("rapidocr_onnxruntime")
     return TextReader(threads=1)
+
+
+def test_a_wider_reading_margin_spots_the_whole_name_behind_a_partial_box(reader):
+    # On altered photos a candidate box often covers only the end of the name ("mah123").
+    image, (x0, y0, x1, y1) = _wordmark("rumah123")
+    partial = (x0 + 0.4 * (x1 - x0), y0, x1, y1)
+    default_card = TextRescoring.from_card({"text_rescoring": {"spot": 0.3}})  # a card from before the margins
+    wide = TextRescoring(spot=0.3, margin_x=0.6)
+    assert default_card is not None and (default_card.margin_x, default_card.margin_y) == (0.1, 0.25)
+    assert TextRescoring.from_card({"text_rescoring": wide.to_card()}) == wide
+    candidate = Detection("rumah123", 0.5, partial)
+    (tight,) = rescore_candidates(image, (candidate,), reader, default_card)
+    (widened,) = rescore_candidates(image, (candidate,), reader, wide)
+    assert tight.score <= 0.5  # "mah123" alone is not spotted
+    assert widened.score == pytest.approx(0.75)  # the whole name is read and spotted: boosted
 
 
 def test_the_recogniser_reads_a_wordmark(reader):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, encode, free_port, photo, run_cli, wait_for
+from training.build import build_synthetic
+from training.pipeline import default_dirs
+from training.release import current_evaluation_data, evaluate_version
+from training.synth.procedural import write_scenes
 from wmstudio import mlflow_registry, tracking
 from wmstudio.model_history import build_history, bundle, read_history
 from wmstudio.registry import HISTORY_FILE, Registry
@@ -41,6 +46,7 @@ def _fake_registry(root: Path, versions: int) -> Registry:
             "imgsz": 64,
             "threshold": 0.4 + number / 100,
             "data_version": "real+synth",
+            "evaluation_data_version": "real+synth",
             "recipe": {"epochs": number, "synth": {"opacity": [0.25, 0.9]}},
             "metrics": {
                 "val_f1": 0.5 + number / 10,
@@ -326,3 +332,44 @@ def test_promote_runs_the_validation_gate_and_force_records_why(tmp_path):
     assert latest["version"] == "v1" and latest["reason"].startswith("by hand (forced past the gate: val_f1")
     again = run_cli("models", "promote", "v2", "--reason", "back", env=env)  # passes the gate over v1
     assert again.returncode == 0 and Registry(settings.registry_dir).champion() == "v2", again.stderr
+
+
+def test_promote_does_not_compare_figures_measured_on_other_validation_data(tmp_path):
+    # Synthetic validation photos are rendered with the machine's fonts: another machine's are others.
+    settings = Settings(state_dir=tmp_path / "state", bundled_models_dir=tmp_path / "none")
+    registry = _fake_registry(settings.registry_dir, 2)
+    registry.promote("v1", "first")
+    card = registry.card("v2")
+    registry.write_card("v2", card | {"evaluation_data_version": "other+machine"})
+    refused = run_cli("models", "promote", "v2", "--reason", "by hand", env=_env(settings))
+    said = " ".join(refused.stderr.split())
+    assert refused.returncode == 2 and "Traceback" not in said, refused.stderr
+    assert "validation data: v2 was measured on other+machine, v1 on real+synth" in said  # v2's F1 is higher
+    assert Registry(settings.registry_dir).champion() == "v1"
+
+
+@pytest.mark.slow
+def test_promote_re_measures_the_champion_on_the_data_the_challenger_was_measured_on(tmp_path, bundled_registry):
+    settings = Settings(state_dir=tmp_path / "state", bundled_models_dir=tmp_path / "none")
+    real_dir, synthetic_dir = default_dirs(settings.state_dir / "datasets")
+    scenes = write_scenes(tmp_path / "scenes", 6, seed=1, size=(320, 240))
+    build_synthetic(synthetic_dir, None, counts={"val": 6}, seed=3, extra_backgrounds=scenes)
+    shutil.copytree(synthetic_dir, real_dir)  # the tiny set stands in for the listings too
+    here = current_evaluation_data(settings.state_dir)
+    registry = Registry(settings.registry_dir)
+    champion = Registry(bundled_registry).champion()
+    card = Registry(bundled_registry).card(champion)
+    for version in ("v1", "v2"):
+        shutil.copytree(bundled_registry / champion, settings.registry_dir / version)
+        registry.write_card(version, card | {"version": version, "evaluation_data_version": here})
+    measured = evaluate_version(registry, "v2", settings.state_dir, "val", tmp_path / "v2-val")["metrics"]
+    registry.write_card("v2", registry.card("v2") | {"metrics": measured})
+    # v1's card: higher figures from another machine's validation photos
+    registry.write_card("v1", card | {"version": "v1", "evaluation_data_version": "other+machine"})
+    registry.write_card("v1", registry.card("v1") | {"metrics": measured | {"val_f1": 0.99}})
+    registry.promote("v1", "first")
+    promoted = run_cli("models", "promote", "v2", "--reason", "same network", env=_env(settings))
+    assert promoted.returncode == 0, promoted.stderr
+    assert "re-measuring v1" in promoted.stderr and Registry(settings.registry_dir).champion() == "v2"
+    report = json.loads((settings.state_dir / "gate" / "v1-for-v2" / "evaluate_val.json").read_text())
+    assert report["data_version"] == here and report["metrics"] == measured  # the same network, the same data

@@ -166,6 +166,7 @@ def test_wmstudio_train_creates_an_mlflow_run_and_promote_moves_the_champion_ali
         assert steps and steps[0] == 0 and steps == sorted(steps)
         assert "train/box_loss" in run.data.metrics and "lr/pg0" in run.data.metrics
         assert run.data.metrics["val_f1"] == pytest.approx(card["metrics"]["val_f1"])  # the release's figures
+        assert card["evaluation_data_version"] == f"{manifest.version()}+{manifest.version()}"  # what the gate checks
         assert run.data.metrics["threshold"] == pytest.approx(card["threshold"])
         assert any(key.startswith("validation.pipeline.synthetic.") for key in run.data.metrics)  # per variant
         onnx = next(a for a in mlflow.list_artifacts(run.info.run_id, "model") if a.path == "model/model.onnx")

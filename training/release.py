@@ -22,6 +22,7 @@ from training.script_errors import exit_on_user_error
 from wmstudio import tracking
 from wmstudio.brands import BRANDS
 from wmstudio.data.manifest import Manifest
+from wmstudio.gate import EVALUATION_DATA
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
 from wmstudio.settings import get_settings
@@ -38,6 +39,11 @@ def _items(manifest: Manifest, root: Path, split: str) -> list:
 def evaluation_sets(real: Manifest, real_dir: Path, synthetic: Manifest, synthetic_dir: Path, split: str) -> dict:
     sets = {"real": _items(real, real_dir, split), "synthetic": _items(synthetic, synthetic_dir, split)}
     return {name: items for name, items in sets.items() if items}
+
+
+def evaluation_data_version(real: Manifest, synthetic: Manifest) -> str:
+    """What the gate compares before it compares figures: the manifests the variants are drawn from."""
+    return real.version() + "+" + synthetic.version()
 
 
 def pooled(predictions: Predictions, set_name: str | None = None) -> list[Example]:
@@ -167,6 +173,7 @@ def calibrate_and_evaluate(registry: Registry, version: str, data: PreparedData,
         metrics=metrics["pipeline"],
         network_threshold=thresholds.get("network"),
         network_metrics=metrics.get("network"),
+        **{EVALUATION_DATA: evaluation_data_version(data.real, data.synthetic)},
     )
 
 
@@ -198,6 +205,7 @@ def evaluate_version(
     report = {
         "version": version,
         "split": split,
+        "data_version": current_evaluation_data(state_dir),
         "thresholds": {"pipeline": detector.threshold},
         "seed": seed,
         "variants": list(variants),
@@ -206,6 +214,15 @@ def evaluate_version(
     }
     save_report(report, out_dir or folder / "evaluation", f"evaluate_{split}")
     return report
+
+
+def current_evaluation_data(state_dir: Path) -> str | None:
+    """The evaluation data version of the default datasets on this machine (None if not built)."""
+    try:
+        data = default_data(state_dir)
+    except FileNotFoundError:
+        return None
+    return evaluation_data_version(data.real, data.synthetic)
 
 
 def default_data(state_dir: Path) -> PreparedData:

@@ -7,6 +7,7 @@ reading, and for the network alone), measures test once and writes the card; the
 (``python -m experiments.ocr_rescoring``).
 
     python -m training.text_stage v32 [--version v36] [--match 0.75 --boost 0.5 --damp 0.3] [--spot 0.3]
+        [--margin-x 0.1 --margin-y 0.25]
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", help="registered version whose network is used")
     parser.add_argument("--version", default=None, help="name of the new version (default: the next free one)")
-    for name in ("floor", "match", "boost", "damp", "min_confidence"):
+    for name in ("floor", "match", "boost", "damp", "min_confidence", "margin_x", "margin_y"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     parser.add_argument("--top", type=int, default=defaults.top)
     parser.add_argument("--spot", type=float, default=None, help="spot the brand's name from this keyword score")
@@ -77,6 +78,8 @@ def main() -> None:
         min_confidence=args.min_confidence,
         spot=args.spot,
         cross_brand=args.cross_brand,
+        margin_x=args.margin_x,
+        margin_y=args.margin_y,
     )
     data = default_data(settings.state_dir)  # missing data is named before a folder is created
     version = register_text_stage(registry, args.source, rescoring, args.version)

@@ -112,18 +112,50 @@ def gate(challenger: dict, champion: dict | None, config: GateConfig) -> GateDec
     return GateDecision(all(c["passed"] for c in checks), checks)
 
 
-def gated_promote(registry: Registry, version: str, reason: str, config: GateConfig, force: bool = False) -> str:
+# The card field naming the validation data a release measured its figures on. Synthetic photos
+# are rendered with the machine's fonts, so two machines' validation sets differ: v38 scored
+# pooled F1 0.878 on one and 0.852 on another. Figures from different sets do not compare.
+EVALUATION_DATA = "evaluation_data_version"
+
+
+def same_evaluation_data(challenger_card: dict, champion_card: dict) -> bool:
+    """Whether both cards' figures were measured on the same validation data (both must say)."""
+    measured_on = challenger_card.get(EVALUATION_DATA)
+    return measured_on is not None and measured_on == champion_card.get(EVALUATION_DATA)
+
+
+def gated_promote(
+    registry: Registry,
+    version: str,
+    reason: str,
+    config: GateConfig,
+    force: bool = False,
+    champion_metrics: dict | None = None,
+) -> str:
     """Promote ``version`` if it passes the gate against the champion; return the reason recorded.
 
     Every hand promotion (the CLI, the dashboard) goes through here, so none can skip the rule
     the retraining loop applies by accident. ``force`` promotes anyway and writes the failed
     checks into the recorded reason, so the history says the gate was overridden and why.
+
+    ``champion_metrics`` are the champion's figures re-measured on the challenger's validation
+    data (as the loop does). Without them the champion's card is used, and only if both cards
+    were measured on the same data; otherwise that is a failed check of its own.
     """
     champion = registry.champion()
     if champion is not None and champion != version:
         challenger_card, champion_card = registry.card(version), registry.card(champion)
-        decision = gate(challenger_card.get("metrics", {}), champion_card.get("metrics", {}), config)
-        failures = decision.failures()
+        failures = []
+        if champion_metrics is None:
+            champion_metrics = champion_card.get("metrics", {})
+            if not same_evaluation_data(challenger_card, champion_card):
+                ours, theirs = (c.get(EVALUATION_DATA, "unrecorded data") for c in (challenger_card, champion_card))
+                failures.append(
+                    f"validation data: {version} was measured on {ours}, {champion} on {theirs} (re-measure "
+                    f"{champion} on the same data: `wmstudio models promote` does when the datasets are here)"
+                )
+        decision = gate(challenger_card.get("metrics", {}), champion_metrics, config)
+        failures += decision.failures()
         if failures and not force:
             raise GateFailed(version, champion, failures)
         if failures:

@@ -63,6 +63,9 @@ class TextRescoring:
     # With spotting: a candidate whose text spots the other brand takes that brand (and the boost).
     # The network found a mark but named the wrong one; 5 % of v37's validation misses.
     cross_brand: bool = False
+    # The reading crop's margin on each side, as a share of the candidate's width and height.
+    margin_x: float = 0.1
+    margin_y: float = 0.25
 
     @classmethod
     def from_card(cls, card: dict) -> TextRescoring | None:
@@ -119,16 +122,19 @@ def brand_similarity(text: str, brand: str) -> float:
     return best
 
 
-def reading_crop(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
-    """The candidate with a margin: boxes are often tight on the glyphs OCR needs whole."""
+def reading_crop(
+    image: Image.Image, box: tuple[float, float, float, float], margin_x: float = 0.1, margin_y: float = 0.25
+) -> Image.Image:
+    """The candidate with a margin: boxes are often tight on the glyphs OCR needs whole, and on an
+    altered photo a box may cover only part of the name ("ah123")."""
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
     return image.crop(
         (
-            max(0, int(x0 - 0.1 * w)),
-            max(0, int(y0 - 0.25 * h)),
-            min(image.width, int(x1 + 0.1 * w) + 1),
-            min(image.height, int(y1 + 0.25 * h) + 1),
+            max(0, int(x0 - margin_x * w)),
+            max(0, int(y0 - margin_y * h)),
+            min(image.width, int(x1 + margin_x * w) + 1),
+            min(image.height, int(y1 + margin_y * h) + 1),
         )
     )
 
@@ -250,7 +256,7 @@ def rescore_candidates(image: Image.Image, candidates: tuple, reader: TextReader
     read = [d for d in ranked[: rescoring.top] if d.score >= rescoring.floor]
     changed = {}
     for candidate in read:
-        probabilities = reader.probabilities(reading_crop(image, candidate.box))
+        probabilities = reader.probabilities(reading_crop(image, candidate.box, rescoring.margin_x, rescoring.margin_y))
         text, confidence = reader.decode(probabilities)
         spotted = None
         if rescoring.spot is not None:

@@ -41,7 +41,8 @@ CHALLENGER = '$(ls -1 "$WMSTUDIO_REGISTRY_DIR" | grep -E "^v[0-9]+$" | sort -V |
 # Until the CLI grows ``wmstudio models gate VERSION --promote``, the gate runs through the
 # package's own function: the same code ``wmstudio loop`` uses, not a second implementation.
 PROMOTE_IF_BETTER = """python - <<'PY'
-from wmstudio.gate import GateConfig, gate
+from training.release import evaluate_version
+from wmstudio.gate import GateConfig, gate, same_evaluation_data
 from wmstudio.mlflow_registry import tag_version, tracked_registry
 from wmstudio.settings import get_settings
 
@@ -52,6 +53,10 @@ if challenger == champion:
     print(f"{challenger} is already the champion: nothing to promote")
 else:
     champion_metrics = registry.card(champion).get("metrics", {}) if champion else None
+    if champion and not same_evaluation_data(registry.card(challenger), registry.card(champion)):
+        # the champion's figures came from other validation photos: measure it on today's
+        out = settings.state_dir / "gate" / f"{champion}-for-{challenger}"
+        champion_metrics = evaluate_version(registry, champion, settings.state_dir, "val", out)["metrics"]
     config = GateConfig.from_settings(settings)
     decision = gate(registry.card(challenger).get("metrics", {}), champion_metrics, config)
     print(f"{challenger} vs {champion}: {decision.summary()}")

@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -18,10 +18,6 @@ from rich.table import Table
 
 from wmstudio.offline import apply_offline_env
 from wmstudio.settings import get_settings
-
-if TYPE_CHECKING:
-    from wmstudio.registry import Registry
-    from wmstudio.settings import Settings
 
 app = typer.Typer(help="Find Rumah123 and 99.co watermarks in listing photos.", no_args_is_help=True)
 models_app = typer.Typer(help="List, promote, reject and roll back model versions.", no_args_is_help=True)
@@ -346,24 +342,6 @@ def models_list() -> None:
     Console().print(table)
 
 
-def _champion_on_challenger_data(registry: Registry, version: str, settings: Settings) -> dict | None:
-    """The champion's validation figures on the data the challenger was measured on, when they
-    differ from its card's and that data is on this machine (as the loop re-measures); else None."""
-    from training.release import current_evaluation_data, evaluate_version
-    from wmstudio.gate import EVALUATION_DATA, same_evaluation_data
-
-    champion = registry.champion()
-    if champion is None or champion == version:
-        return None
-    challenger_card, champion_card = registry.card(version), registry.card(champion)
-    here = current_evaluation_data(settings.state_dir)
-    if same_evaluation_data(challenger_card, champion_card) or here != challenger_card.get(EVALUATION_DATA):
-        return None
-    console.print(f"re-measuring {champion} on the validation data {version} was measured on ({here})")
-    out_dir = settings.state_dir / "gate" / f"{champion}-for-{version}"
-    return evaluate_version(registry, champion, settings.state_dir, "val", out_dir)["metrics"]
-
-
 @models_app.command("promote")
 def models_promote(
     version: str,
@@ -371,14 +349,17 @@ def models_promote(
     force: Annotated[bool, typer.Option(help="Promote even if the validation gate fails (recorded).")] = False,
 ) -> None:
     """Make a version the champion (the API hot-reloads it) if it passes the validation gate."""
+    from training.release import champion_on_challenger_data
     from wmstudio.gate import GateConfig, GateFailed, gated_promote
     from wmstudio.mlflow_registry import tracked_registry
     from wmstudio.registry import RegistryError
 
     settings = get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # a re-measure says so, with progress
     try:
         registry = tracked_registry(settings)
-        champion_metrics = _champion_on_challenger_data(registry, version, settings)
+        out_dir = settings.state_dir / "gate" / f"{registry.champion()}-for-{version}"
+        champion_metrics = champion_on_challenger_data(registry, version, settings.state_dir, out_dir)
         config = GateConfig.from_settings(settings)
         gated_promote(registry, version, reason, config, force, champion_metrics)
     except GateFailed as exc:

@@ -31,7 +31,14 @@ from training.release import default_sets
 from training.robustness import VARIANTS
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector, Prediction
-from wmstudio.runtime.text_reading import BRAND_KEYWORDS, TextReader, brand_similarity, brand_spotting
+from wmstudio.runtime.text_reading import (
+    BRAND_KEYWORDS,
+    MARGIN_X,
+    MARGIN_Y,
+    TextReader,
+    brand_similarity,
+    brand_spotting,
+)
 from wmstudio.settings import get_settings
 
 
@@ -139,8 +146,8 @@ def main() -> None:
     parser.add_argument("--floor", type=float, default=0.02, help="candidates read from this score")
     parser.add_argument("--top", type=int, default=5, help="at most this many candidates read per photo")
     parser.add_argument("--second-look", action="store_true", help="also read each crop high-passed")
-    parser.add_argument("--margin-x", type=float, default=0.1, help="reading crop margin, share of the box width")
-    parser.add_argument("--margin-y", type=float, default=0.25, help="reading crop margin, share of the box height")
+    parser.add_argument("--margin-x", type=float, default=MARGIN_X, help="reading crop margin, share of the box width")
+    parser.add_argument("--margin-y", type=float, default=MARGIN_Y, help="reading crop margin, share of the box height")
     parser.add_argument("--cache", type=Path, default=None, help="keep the reads here and reuse them")
     args = parser.parse_args()
     settings = get_settings()

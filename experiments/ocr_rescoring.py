@@ -30,7 +30,7 @@ from training.robustness_eval import operating_threshold
 from wmstudio.imaging import decode_image
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detection, Detector, Prediction
-from wmstudio.runtime.text_reading import TextReader, TextRescoring, reading_crop
+from wmstudio.runtime.text_reading import MARGIN_X, MARGIN_Y, TextReader, TextRescoring, reading_crop
 from wmstudio.settings import get_settings
 
 TOP_CANDIDATES = 3
@@ -49,7 +49,7 @@ def read_candidates(
     floor: float,
     reading: Callable[[TextReader, Image.Image, str], dict] = greedy_reading,
     top: int = TOP_CANDIDATES,
-    margins: tuple[float, float] = (0.1, 0.25),
+    margins: tuple[float, float] = (MARGIN_X, MARGIN_Y),
 ) -> list[dict]:
     """Per variant photo: the item, its candidates and what ``reading`` made of the best ``top``."""
     rows = []

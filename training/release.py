@@ -22,7 +22,7 @@ from training.script_errors import exit_on_user_error
 from wmstudio import tracking
 from wmstudio.brands import BRANDS
 from wmstudio.data.manifest import Manifest
-from wmstudio.gate import EVALUATION_DATA
+from wmstudio.gate import EVALUATION_DATA, same_evaluation_data
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
 from wmstudio.settings import get_settings
@@ -223,6 +223,24 @@ def current_evaluation_data(state_dir: Path) -> str | None:
     except FileNotFoundError:
         return None
     return evaluation_data_version(data.real, data.synthetic)
+
+
+def champion_on_challenger_data(registry: Registry, challenger: str, state_dir: Path, out_dir: Path) -> dict | None:
+    """The champion's validation figures re-measured on the data ``challenger`` was measured on.
+
+    None when the two cards' figures already compare, or when that data is not on this machine
+    (the gate then refuses to compare them): every promotion path calls this, not its own copy.
+    """
+    champion = registry.champion()
+    if champion is None or champion == challenger:
+        return None
+    challenger_card = registry.card(challenger)
+    if same_evaluation_data(challenger_card, registry.card(champion)):
+        return None
+    if current_evaluation_data(state_dir) != challenger_card.get(EVALUATION_DATA):
+        return None
+    log.info("re-measuring %s on the validation data %s was measured on", champion, challenger)
+    return evaluate_version(registry, champion, state_dir, "val", out_dir)["metrics"]
 
 
 def default_data(state_dir: Path) -> PreparedData:

@@ -48,6 +48,10 @@ class TextReaderUnavailable(RuntimeError):
     """The version asks for text rescoring, but the recogniser's package is not installed."""
 
 
+# Default reading-crop margins: a tenth of the box's width, a quarter of its height, each side.
+MARGIN_X, MARGIN_Y = 0.1, 0.25
+
+
 @dataclass(frozen=True)
 class TextRescoring:
     """The card's ``text_rescoring`` section: which candidates are read and how scores move."""
@@ -64,8 +68,8 @@ class TextRescoring:
     # The network found a mark but named the wrong one; 5 % of v37's validation misses.
     cross_brand: bool = False
     # The reading crop's margin on each side, as a share of the candidate's width and height.
-    margin_x: float = 0.1
-    margin_y: float = 0.25
+    margin_x: float = MARGIN_X
+    margin_y: float = MARGIN_Y
 
     @classmethod
     def from_card(cls, card: dict) -> TextRescoring | None:
@@ -123,7 +127,7 @@ def brand_similarity(text: str, brand: str) -> float:
 
 
 def reading_crop(
-    image: Image.Image, box: tuple[float, float, float, float], margin_x: float = 0.1, margin_y: float = 0.25
+    image: Image.Image, box: tuple[float, float, float, float], margin_x: float = MARGIN_X, margin_y: float = MARGIN_Y
 ) -> Image.Image:
     """The candidate with a margin: boxes are often tight on the glyphs OCR needs whole, and on an
     altered photo a box may cover only part of the name ("ah123")."""

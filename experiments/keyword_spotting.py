@@ -81,6 +81,7 @@ class Rule:
     floor: float = 0.15
     top: int = 3
     cross_brand: bool = False
+    unspotted: float | None = None  # text spotting no brand above this is damped at any confidence
 
     def says(self, read: dict, brand: str) -> bool:
         for suffix in ("", "_hp") if self.second_look else ("",):
@@ -110,7 +111,10 @@ def rescored(row: dict, rule: Rule) -> Example:
             if brand is not None:
                 candidate = replace(candidate, brand=brand)
                 score = 1 - (1 - score) * (1 - rule.boost)
-            elif read["conf"] >= rule.min_confidence and len(read["text"].strip()) >= 3:
+            elif len(read["text"].strip()) >= 3 and (
+                read["conf"] >= rule.min_confidence
+                or (rule.unspotted is not None and max(read["spots"].values()) < rule.unspotted)
+            ):
                 score = score * (1 - rule.damp)
         candidates.append(replace(candidate, score=score))
     prediction = row["prediction"]
@@ -136,6 +140,12 @@ GRID = [
         for floor in (0.02, 0.05, 0.1, 0.15)
         for top in (2, 3, 5)
         for cross in (False, True)
+    ),
+    # 6 December, night: text that spells no brand damped at any confidence (v38's reading otherwise)
+    *(
+        Rule("spot", 0.3, boost=0.8, damp=damp, floor=0.05, top=3, cross_brand=True, unspotted=unspotted)
+        for unspotted in (0.01, 0.02, 0.03, 0.05, 0.1)
+        for damp in (0.2, 0.3, 0.4)
     ),
 ]
 

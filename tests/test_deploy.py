@@ -29,6 +29,7 @@ import typer.main
 import yaml
 
 from tests.conftest import ROOT
+from wmstudio.registry import Registry
 from wmstudio.settings import Settings
 
 pytestmark = pytest.mark.deploy
@@ -765,13 +766,34 @@ def test_dag_loads_in_airflow(airflow_python, mode, tmp_path):
     assert "airflow-20260101T020000" in tasks["train"]["command"]
 
 
+def _dag_promote_script() -> str:
+    script = re.search(r'PROMOTE_IF_BETTER = """(.*?)"""', DAG_FILE.read_text(), re.DOTALL).group(1)
+    return script.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+
+
 def test_dag_promote_gate_runs_against_a_registry(tmp_path, bundled_registry):
     """The promote task's gate script runs with the project's code: nothing new -> nothing promoted."""
     registry = tmp_path / "models"
     shutil.copytree(bundled_registry, registry)
-    script = re.search(r'PROMOTE_IF_BETTER = """(.*?)"""', DAG_FILE.read_text(), re.DOTALL).group(1)
-    python_part = script.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
     env = {"WMSTUDIO_REGISTRY_DIR": str(registry), "WMSTUDIO_STATE_DIR": str(tmp_path / "state")}
-    result = run(sys.executable, "-c", python_part, env=env)
+    result = run(sys.executable, "-c", _dag_promote_script(), env=env)
     assert result.returncode == 0, result.stderr
     assert "already the champion: nothing to promote" in result.stdout
+
+
+def test_dag_promote_refuses_figures_from_other_validation_data(tmp_path, bundled_registry):
+    """Better figures measured on other validation photos (none here to re-measure on) promote nothing."""
+    shutil.copytree(bundled_registry, tmp_path / "models")
+    registry = Registry(tmp_path / "models")
+    champion = registry.champion()
+    card = registry.card(champion)
+    shutil.copytree(registry.path(champion), tmp_path / "models" / "v999")
+    better = card["metrics"] | {"val_f1": 0.99}
+    elsewhere = {"version": "v999", "evaluation_data_version": "other+machine", "metrics": better}
+    registry.write_card("v999", card | elsewhere)
+    env = {"WMSTUDIO_REGISTRY_DIR": str(registry.root), "WMSTUDIO_STATE_DIR": str(tmp_path / "state")}
+    result = run(sys.executable, "-c", _dag_promote_script(), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "fails the promotion gate" in result.stdout
+    assert "validation data: v999 was measured on other+machine" in result.stdout
+    assert Registry(tmp_path / "models").champion() == champion

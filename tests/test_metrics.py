@@ -53,6 +53,19 @@ def test_letterbox_round_trip():
     assert back.tolist() == [[0, 0, 640, 320]]
 
 
+def test_letterbox_margin_surrounds_the_photo_with_grey_and_maps_boxes_back():
+    from PIL import Image
+
+    tensor, placement = letterbox(Image.new("RGB", (640, 320), (255, 0, 0)), 320, margin=0.1)
+    assert placement.scale == pytest.approx(0.4) and (placement.pad_x, placement.pad_y) == (32, 96)
+    red = tensor[0, 0] == 1.0
+    assert not red[:, :32].any() and not red[:, -32:].any() and red[96:224, 32:288].all()
+    back = placement.to_original(np.array([[32, 96, 288, 224]]))
+    assert back[0].tolist() == pytest.approx([0, 0, 640, 320])
+    with pytest.raises(ValueError, match="margin"):
+        letterbox(Image.new("RGB", (64, 64)), 320, margin=0.5)
+
+
 def test_decode_yolo_converts_centres_and_filters():
     output = np.zeros((1, 6, 3), dtype=np.float32)
     output[0, :, 0] = [50, 50, 20, 10, 0.9, 0.1]

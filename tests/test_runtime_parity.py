@@ -91,9 +91,9 @@ def test_detections_match_ultralytics_predict(models, images, weighted):
         pytest.skip("a multi-size version pools its sizes; Ultralytics' predict runs one")
     threshold = 0.25
     for image in images:
-        tensor, placement = letterbox(image, detector.imgsz)
+        tensor, placement = letterbox(image, detector.imgsz, detector.input_margin)
         canvas = (tensor[0].transpose(1, 2, 0) * 255).round().astype(np.uint8)
-        ours = detector.detect(image, threshold)
+        ours = detector.network_only().detect(image, threshold)
         result = yolo.predict(
             canvas[:, :, ::-1].copy(), imgsz=detector.imgsz, conf=threshold, iou=0.5, agnostic_nms=True, verbose=False
         )[0]

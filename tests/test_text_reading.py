@@ -77,6 +77,15 @@ def test_with_spot_set_the_rule_trusts_the_spotted_name_over_the_greedy_text():
     assert spotting.rescored(0.5, "rumah123", "rumah123", 0.9, spotted=None) == pytest.approx(0.75)  # no frames
 
 
+def test_unspotted_damps_half_confident_text_that_spells_no_brand_and_nothing_else():
+    rule = TextRescoring(spot=0.3, unspotted=0.02)
+    assert rule.rescored(0.5, "rumah123", "SCenury2i", 0.59, spotted=0.01, best_spotted=0.01) == pytest.approx(0.35)
+    assert TextRescoring(spot=0.3).rescored(0.5, "rumah123", "SCenury2i", 0.59, 0.01, 0.01) == 0.5  # off by default
+    assert rule.rescored(0.5, "rumah123", "ah123", 0.59, spotted=0.1, best_spotted=0.1) == 0.5  # half the name
+    assert rule.rescored(0.5, "rumah123", "23", 0.59, spotted=0.01, best_spotted=0.01) == 0.5  # too short to judge
+    assert rule.rescored(0.5, "rumah123", "SCenury2i", 0.59, spotted=0.01) == 0.5  # other brands not spotted
+
+
 def test_card_section_round_trips_and_rejects_unknown_settings():
     assert TextRescoring.from_card({}) is None
     rule = TextRescoring.from_card({"text_rescoring": {"boost": 0.4}})
@@ -122,6 +131,23 @@ def test_a_wider_reading_margin_spots_the_whole_name_behind_a_partial_box(reader
     (widened,) = rescore_candidates(image, (candidate,), reader, wide)
     assert tight.score <= 0.5  # "mah123" alone is not spotted
     assert widened.score == pytest.approx(0.75)  # the whole name is read and spotted: boosted
+
+
+def test_a_candidate_spelling_half_the_name_is_read_again_wider_and_nothing_else_is(reader, monkeypatch):
+    image, (x0, y0, x1, y1) = _wordmark("rumah123")
+    half = Detection("rumah123", 0.5, (x0 + 0.4 * (x1 - x0), y0, x1, y1))  # "mah123"
+    second_look = TextRescoring(spot=0.3, reread_part=0.3, reread_margin_x=0.7)
+    assert TextRescoring.from_card({"text_rescoring": second_look.to_card()}) == second_look
+    reads = []
+    first_read = reader.probabilities
+    monkeypatch.setattr(reader, "probabilities", lambda crop: reads.append(crop.width) or first_read(crop))
+    (once,) = rescore_candidates(image, (half,), reader, TextRescoring(spot=0.3))
+    assert once.score <= 0.5 and len(reads) == 1
+    (twice,) = rescore_candidates(image, (half,), reader, second_look)
+    assert twice.score == pytest.approx(0.75) and len(reads) == 3 and reads[2] > reads[1]  # the wider read spots it
+    image, box = _wordmark("Ray White")
+    (other,) = rescore_candidates(image, (Detection("rumah123", 0.5, box),), reader, second_look)
+    assert other.score < 0.5 and len(reads) == 4  # no part of a name: read once, not lifted
 
 
 def test_the_recogniser_reads_a_wordmark(reader):
@@ -182,6 +208,20 @@ def test_cross_brand_relabels_a_mark_the_network_named_wrongly_and_only_when_ask
     assert rule.other_brand("99co", {"rumah123": 0.6, "99co": 0.1}) == "rumah123"
     assert rule.other_brand("99co", {"rumah123": 0.2, "99co": 0.1}) is None
     assert TextRescoring(cross_brand=True).other_brand("99co", {"rumah123": 0.9}) is None  # needs spotting
+
+
+def test_unspotted_needs_no_cross_brand_to_damp_a_competitor_read_without_confidence(reader):
+    image, box = _wordmark("Ray White")
+    candidate = Detection("rumah123", 0.5, box)
+    unsure = {"spot": 0.3, "min_confidence": 1.01}  # no read is confident enough for the old damping alone
+    (kept,) = rescore_candidates(image, (candidate,), reader, TextRescoring(**unsure))
+    (damped,) = rescore_candidates(image, (candidate,), reader, TextRescoring(**unsure, unspotted=0.02))
+    assert kept.score == 0.5 and damped.score == pytest.approx(0.35)
+    image, box = _wordmark("rumah123")
+    (brand,) = rescore_candidates(
+        image, (Detection("rumah123", 0.5, box),), reader, TextRescoring(**unsure, unspotted=0.02)
+    )
+    assert brand.score == pytest.approx(0.75)  # its own name: boosted as before
 
 
 def test_a_version_with_text_rescoring_loads_it_and_offers_the_network_alone(tmp_path, bundled_registry):

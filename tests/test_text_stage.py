@@ -3,10 +3,15 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from app.examples import synthetic_examples
 from training.text_stage import register_text_stage
 from wmstudio.registry import Registry
+from wmstudio.runtime import Detector
+from wmstudio.runtime.postprocess import iou_matrix
 from wmstudio.runtime.text_reading import TextRescoring
 
 pytestmark = pytest.mark.unit
@@ -27,3 +32,18 @@ def test_the_new_version_shares_the_network_and_carries_the_rescoring(tmp_path, 
     assert card["classes"] == source_card["classes"] and card["imgsz"] == source_card["imgsz"]
     assert registry.champion() == source  # registering promotes nothing
     assert json.loads((folder / "model_card.json").read_text()) == card
+
+
+def test_an_input_margin_travels_on_the_card_and_the_same_mark_is_found_in_place(tmp_path, bundled_registry):
+    shutil.copytree(bundled_registry, tmp_path / "models")
+    registry = Registry(tmp_path / "models")
+    source = registry.champion()
+    version = register_text_stage(registry, source, TextRescoring(spot=0.3), version="v99", input_margin=0.06)
+    assert registry.card(version)["input_margin"] == 0.06 and "input_margin" not in registry.card(source)
+    surrounded = Detector.from_version_dir(registry.path(version)).network_only()
+    plain = Detector.from_version_dir(registry.path(source)).network_only()
+    assert surrounded.describe()["input_margin"] == 0.06 and plain.input_margin == 0.0
+    image = Image.open(synthetic_examples(tmp_path / "examples")[0]).convert("RGB")  # a Rumah123 mark
+    ours, theirs = surrounded.predict(image).candidates[0], plain.predict(image).candidates[0]
+    assert ours.brand == theirs.brand == "rumah123" and ours.score != theirs.score  # other pixels, same mark
+    assert iou_matrix(np.asarray([ours.box]), np.asarray([theirs.box]))[0, 0] > 0.7  # mapped back to the photo

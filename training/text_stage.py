@@ -7,6 +7,7 @@ reading, and for the network alone), measures test once and writes the card; the
 (``python -m experiments.ocr_rescoring``).
 
     python -m training.text_stage v32 [--version v36] [--match 0.75 --boost 0.5 --damp 0.3] [--spot 0.3]
+        [--cross-brand] [--unspotted 0.02] [--reread-part 0.3 --reread-margin-x 0.5] [--input-margin 0.04]
         [--margin-x 0.1 --margin-y 0.25]
 """
 
@@ -29,8 +30,18 @@ from wmstudio.settings import get_settings
 RELEASE_FIELDS = ("metrics", "validation_f1", "threshold_rule", "network_threshold", "network_metrics", "mlflow")
 
 
-def register_text_stage(registry: Registry, source: str, rescoring: TextRescoring, version: str | None = None) -> str:
-    """Create the new version's folder and card (its threshold is the source's until released)."""
+def register_text_stage(
+    registry: Registry,
+    source: str,
+    rescoring: TextRescoring,
+    version: str | None = None,
+    input_margin: float | None = None,
+) -> str:
+    """Create the new version's folder and card (its threshold is the source's until released).
+
+    ``input_margin`` (the letterbox's grey surround, :func:`wmstudio.runtime.preprocess.letterbox`)
+    changes how the same network sees the photo, not its bytes; None keeps the source's.
+    """
     card = registry.card(source)
     version = version or registry.reserve_version()
     folder = registry.root / version
@@ -48,6 +59,8 @@ def register_text_stage(registry: Registry, source: str, rescoring: TextRescorin
         "text_rescoring": rescoring.to_card(),
         "metrics": {},
     }
+    if input_margin is not None:
+        new_card["input_margin"] = input_margin
     registry.write_card(version, new_card)
     return version
 
@@ -58,12 +71,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", help="registered version whose network is used")
     parser.add_argument("--version", default=None, help="name of the new version (default: the next free one)")
-    for name in ("floor", "match", "boost", "damp", "min_confidence", "margin_x", "margin_y"):
+    for name in ("floor", "match", "boost", "damp", "min_confidence", "margin_x", "margin_y", "reread_margin_x"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     parser.add_argument("--top", type=int, default=defaults.top)
     parser.add_argument("--spot", type=float, default=None, help="spot the brand's name from this keyword score")
     parser.add_argument(
         "--cross-brand", action="store_true", help="with --spot: a candidate whose text spots the other brand takes it"
+    )
+    parser.add_argument(
+        "--unspotted", type=float, default=None, help="with --spot: damp text spotting no brand above this"
+    )
+    parser.add_argument(
+        "--reread-part", type=float, default=None, help="with --spot: read again wider when part of a name spots this"
+    )
+    parser.add_argument(
+        "--input-margin", type=float, default=None, help="grey surround of the network's input, a share of its side"
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -78,11 +100,14 @@ def main() -> None:
         min_confidence=args.min_confidence,
         spot=args.spot,
         cross_brand=args.cross_brand,
+        unspotted=args.unspotted,
+        reread_part=args.reread_part,
+        reread_margin_x=args.reread_margin_x,
         margin_x=args.margin_x,
         margin_y=args.margin_y,
     )
     data = default_data(settings.state_dir)  # missing data is named before a folder is created
-    version = register_text_stage(registry, args.source, rescoring, args.version)
+    version = register_text_stage(registry, args.source, rescoring, args.version, args.input_margin)
     card = calibrate_and_evaluate(registry, version, data)
     tracking.log_release(registry, version, settings)
     keys = ("version", "threshold", "network_threshold", "validation_f1", "metrics", "network_metrics")

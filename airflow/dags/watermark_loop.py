@@ -38,11 +38,13 @@ TRAIN_GPUS = os.environ.get("WMSTUDIO_TRAIN_GPUS", "0")
 # The newest registered version (v1 < v2 < v10), i.e. the challenger ``train`` just registered.
 CHALLENGER = '$(ls -1 "$WMSTUDIO_REGISTRY_DIR" | grep -E "^v[0-9]+$" | sort -V | tail -n 1)'
 
-# Until the CLI grows ``wmstudio models gate VERSION --promote``, the gate runs through the
-# package's own function: the same code ``wmstudio loop`` uses, not a second implementation.
+# The gate runs through the package's own functions, the ones ``wmstudio models promote`` calls
+# (re-measure the champion on the challenger's validation data when it differs, then the gate),
+# not a second implementation; a refused challenger is tagged "rejected" in MLflow instead of
+# failing the run.
 PROMOTE_IF_BETTER = """python - <<'PY'
-from training.release import evaluate_version
-from wmstudio.gate import GateConfig, gate, same_evaluation_data
+from training.release import champion_on_challenger_data
+from wmstudio.gate import GateConfig, GateFailed, gated_promote
 from wmstudio.mlflow_registry import tag_version, tracked_registry
 from wmstudio.settings import get_settings
 
@@ -52,18 +54,15 @@ challenger, champion = registry.versions()[-1], registry.champion()
 if challenger == champion:
     print(f"{challenger} is already the champion: nothing to promote")
 else:
-    champion_metrics = registry.card(champion).get("metrics", {}) if champion else None
-    if champion and not same_evaluation_data(registry.card(challenger), registry.card(champion)):
-        # the champion's figures came from other validation photos: measure it on today's
-        out = settings.state_dir / "gate" / f"{champion}-for-{challenger}"
-        champion_metrics = evaluate_version(registry, champion, settings.state_dir, "val", out)["metrics"]
-    config = GateConfig.from_settings(settings)
-    decision = gate(registry.card(challenger).get("metrics", {}), champion_metrics, config)
-    print(f"{challenger} vs {champion}: {decision.summary()}")
-    if decision.passed:
-        registry.promote(challenger, f"airflow watermark_loop: {decision.summary()}")
-    else:
-        tag_version(challenger, "rejected", f"airflow watermark_loop: {decision.summary()}", settings)
+    out = settings.state_dir / "gate" / f"{champion}-for-{challenger}"
+    champion_metrics = champion_on_challenger_data(registry, challenger, settings.state_dir, out)
+    try:
+        gated_promote(registry, challenger, "airflow watermark_loop", GateConfig.from_settings(settings),
+                      champion_metrics=champion_metrics)
+        print(f"{challenger} promoted over {champion}")
+    except GateFailed as exc:
+        print(exc)
+        tag_version(challenger, "rejected", f"airflow watermark_loop: {exc}", settings)
 PY
 wmstudio models list"""
 

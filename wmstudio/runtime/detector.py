@@ -11,7 +11,8 @@ A version may run its network at more than one input size (``extra_input_sizes``
 with an ONNX file whose height and width are dynamic). The candidates of every size are pooled
 and suppressed together: a small mark gets more pixels at the larger size, while a large or
 tiled one stays at the scale the network was trained on. See ``experiments/multiscale.py`` for
-how the sizes are chosen on validation.
+how the sizes are chosen on validation. ``input_margin`` in the card surrounds the photo with grey
+inside the input, so marks at its edges are seen with context (``experiments/edge_margin.py``).
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ class Detector:
         self.version = version
         self.card = card or {}
         self.extra_sizes = tuple(int(size) for size in extra_sizes)
+        self.input_margin = float(self.card.get("input_margin", 0.0))
         self._check_input_shape()
         try:
             self.text_rescoring = TextRescoring.from_card(self.card)
@@ -173,7 +175,7 @@ class Detector:
         self, image: Image.Image, size: int, iou_threshold: float = 0.5
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes (original pixels), scores and classes of the network run at one input size."""
-        tensor, placement = letterbox(image, size)
+        tensor, placement = letterbox(image, size, self.input_margin)
         boxes, scores, classes = decode_yolo(self.raw(tensor), CANDIDATE_FLOOR, iou_threshold)
         return placement.to_original(boxes), scores, classes
 
@@ -222,6 +224,7 @@ class Detector:
             "classes": self.classes,
             "imgsz": self.imgsz,
             "input_sizes": list(self.input_sizes),
+            "input_margin": self.input_margin,
             "threshold": self.threshold,
             "text_rescoring": self.text_rescoring.to_card() if self.text_rescoring else None,
             "metrics": self.card.get("metrics", {}),

@@ -34,10 +34,18 @@ class Letterbox:
         return out
 
 
-def letterbox(image: Image.Image, size: int) -> tuple[np.ndarray, Letterbox]:
-    """Return the NCHW float32 input tensor (0..1, RGB) and the placement."""
+def letterbox(image: Image.Image, size: int, margin: float = 0.0) -> tuple[np.ndarray, Letterbox]:
+    """Return the NCHW float32 input tensor (0..1, RGB) and the placement.
+
+    ``margin`` (a share of ``size`` on every side) shrinks the photo into a grey surround, so a
+    mark at the photo's edge no longer sits at the input's edge, where the network sees padding
+    instead of context. 0 is Ultralytics' own geometry.
+    """
+    if not 0.0 <= margin < 0.5:
+        raise ValueError(f"letterbox margin must be in [0, 0.5), got {margin}")
     width, height = image.size
-    scale = min(size / width, size / height)
+    inner = size * (1 - 2 * margin)
+    scale = min(inner / width, inner / height)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     resized = image.resize((new_w, new_h), Image.BILINEAR) if (new_w, new_h) != (width, height) else image
     pad_x = round((size - new_w) / 2 - 0.1)

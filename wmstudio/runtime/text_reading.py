@@ -39,6 +39,9 @@ assert set(BRAND_TEXT) == set(BRANDS), "every brand needs the text its mark says
 # The spellings keyword spotting accepts: OCR often drops the small dot of the 99.co logo.
 BRAND_KEYWORDS = {"rumah123": ("rumah123",), "99co": ("99.co", "99co")}
 assert set(BRAND_KEYWORDS) == set(BRANDS), "every brand needs its keywords"
+# A prefix and a suffix of each name: what a box over half the mark reads ("rumah", "ah123", "99.").
+BRAND_PARTS = {"rumah123": ("rumah", "123"), "99co": ("99", ".co")}
+assert set(BRAND_PARTS) == set(BRANDS), "every brand needs its name parts"
 REC_MODEL = "models/ch_PP-OCRv4_rec_infer.onnx"
 REC_HEIGHT = 48
 MAX_WIDTH = 960  # a 20:1 crop at height 48; longer ones are squeezed
@@ -67,6 +70,14 @@ class TextRescoring:
     # With spotting: a candidate whose text spots the other brand takes that brand (and the boost).
     # The network found a mark but named the wrong one; 5 % of v37's validation misses.
     cross_brand: bool = False
+    # With spotting: text spotting no brand above this is damped at any confidence. The alarms left
+    # on other agencies' marks were mostly half-confident reads ("SCenury2i" at 0.59): the
+    # confidence bar let them pass, though they spelled nothing like a brand (issue #30).
+    unspotted: float | None = None
+    # With spotting: a candidate whose text spots part of a name (BRAND_PARTS) from this score, but
+    # no whole name, is read again with ``reread_margin_x`` of its width on each side (issue #30).
+    reread_part: float | None = None
+    reread_margin_x: float = 0.5
     # The reading crop's margin on each side, as a share of the candidate's width and height.
     margin_x: float = MARGIN_X
     margin_y: float = MARGIN_Y
@@ -91,12 +102,26 @@ class TextRescoring:
             return spotted >= self.spot
         return brand_similarity(text, brand) >= self.match
 
-    def rescored(self, score: float, brand: str, text: str, confidence: float, spotted: float | None = None) -> float:
+    def rescored(
+        self,
+        score: float,
+        brand: str,
+        text: str,
+        confidence: float,
+        spotted: float | None = None,
+        best_spotted: float | None = None,
+    ) -> float:
+        """``spotted``: the candidate's brand spotted in its frames; ``best_spotted``: the best of every
+        brand's (needed by ``unspotted``)."""
         if self.says_brand(brand, text, spotted):
             return self.boosted(score)
-        if confidence >= self.min_confidence and len(text.strip()) >= self.min_chars:
+        other_text = confidence >= self.min_confidence or self.spells_no_brand(best_spotted)
+        if other_text and len(text.strip()) >= self.min_chars:
             return score * (1 - self.damp)
         return score
+
+    def spells_no_brand(self, best_spotted: float | None) -> bool:
+        return self.unspotted is not None and best_spotted is not None and best_spotted < self.unspotted
 
     def boosted(self, score: float) -> float:
         return 1 - (1 - score) * (1 - self.boost)
@@ -254,24 +279,53 @@ def brand_spotting(probabilities: np.ndarray, alphabet: Sequence[str], brand: st
     return max(keyword_score(probabilities, alphabet, keyword) for keyword in BRAND_KEYWORDS[brand])
 
 
+def part_spotting(probabilities: np.ndarray, alphabet: Sequence[str]) -> float:
+    """The best keyword score of any brand's name part (:data:`BRAND_PARTS`): half a mark read."""
+    return max(keyword_score(probabilities, alphabet, part) for parts in BRAND_PARTS.values() for part in parts)
+
+
+def _named_when_read_wider(
+    image: Image.Image, candidate, reader: TextReader, rescoring: TextRescoring, probabilities: np.ndarray
+) -> str | None:
+    """The brand a wider second read spots, taken only when the first read spelled part of a name.
+
+    On crops and corners a box often covers part of the mark ("ah123"). A wider crop for every
+    candidate takes in other text as well and cost real F1; as a second look it can only lift.
+    """
+    if rescoring.reread_part is None or part_spotting(probabilities, reader.alphabet) < rescoring.reread_part:
+        return None
+    wide = reader.probabilities(reading_crop(image, candidate.box, rescoring.reread_margin_x, rescoring.margin_y))
+    spots = {brand: brand_spotting(wide, reader.alphabet, brand) for brand in BRAND_KEYWORDS}
+    if spots[candidate.brand] >= rescoring.spot:
+        return candidate.brand
+    return rescoring.other_brand(candidate.brand, spots)
+
+
+def _rescored_candidate(image: Image.Image, candidate, reader: TextReader, rescoring: TextRescoring):
+    """One candidate read and rescored: boosted (perhaps relabelled) when its text names a brand,
+    damped when it says something else, unchanged when unreadable."""
+    probabilities = reader.probabilities(reading_crop(image, candidate.box, rescoring.margin_x, rescoring.margin_y))
+    text, confidence = reader.decode(probabilities)
+    if rescoring.spot is None:
+        return replace(candidate, score=rescoring.rescored(candidate.score, candidate.brand, text, confidence))
+    spotted, best_spotted = brand_spotting(probabilities, reader.alphabet, candidate.brand), None
+    # the other brands only when needed: a relabel, the bar for text that spells no brand, a second look
+    needs_others = rescoring.cross_brand or rescoring.unspotted is not None or rescoring.reread_part is not None
+    if spotted < rescoring.spot and needs_others:
+        spots = {brand: brand_spotting(probabilities, reader.alphabet, brand) for brand in BRAND_KEYWORDS}
+        best_spotted = max(spots.values())
+        named = rescoring.other_brand(candidate.brand, spots) or _named_when_read_wider(
+            image, candidate, reader, rescoring, probabilities
+        )
+        if named is not None:  # the text names a brand after all: that brand, boosted
+            return replace(candidate, brand=named, score=rescoring.boosted(candidate.score))
+    score = rescoring.rescored(candidate.score, candidate.brand, text, confidence, spotted, best_spotted)
+    return replace(candidate, score=score)
+
+
 def rescore_candidates(image: Image.Image, candidates: tuple, reader: TextReader, rescoring: TextRescoring) -> tuple:
     """The candidates with the best few read and rescored, best first again."""
     ranked = sorted(candidates, key=lambda d: -d.score)
     read = [d for d in ranked[: rescoring.top] if d.score >= rescoring.floor]
-    changed = {}
-    for candidate in read:
-        probabilities = reader.probabilities(reading_crop(image, candidate.box, rescoring.margin_x, rescoring.margin_y))
-        text, confidence = reader.decode(probabilities)
-        spotted = None
-        if rescoring.spot is not None:
-            spotted = brand_spotting(probabilities, reader.alphabet, candidate.brand)
-            if spotted < rescoring.spot and rescoring.cross_brand:  # the other brands only when needed
-                others = {b: brand_spotting(probabilities, reader.alphabet, b) for b in BRAND_KEYWORDS}
-                other = rescoring.other_brand(candidate.brand, others)
-                if other is not None:  # the text names another brand: relabel and boost
-                    changed[id(candidate)] = replace(candidate, brand=other, score=rescoring.boosted(candidate.score))
-                    continue
-        changed[id(candidate)] = replace(
-            candidate, score=rescoring.rescored(candidate.score, candidate.brand, text, confidence, spotted)
-        )
+    changed = {id(candidate): _rescored_candidate(image, candidate, reader, rescoring) for candidate in read}
     return tuple(sorted((changed.get(id(d), d) for d in ranked), key=lambda d: -d.score))

@@ -694,7 +694,7 @@ def test_dag_stages_are_the_pipeline_of_wmstudio_commands():
         for call in calls:
             check_cli(call)
     assert wmstudio_calls(stages["train"])[0][:2] == ["wmstudio", "train"]
-    assert "gate(" in stages["promote"] and "registry.promote(" in stages["promote"]
+    assert "gated_promote(" in stages["promote"] and "champion_on_challenger_data(" in stages["promote"]
 
 
 DAG_PROBE = textwrap.dedent(

@@ -97,6 +97,7 @@ class ModelInfo(BaseModel):
                 "classes": ["rumah123", "99co"],
                 "imgsz": 320,
                 "input_sizes": [320, 416],
+                "input_margin": 0.0,
                 "threshold": 0.45,
                 "text_rescoring": {"floor": 0.15, "top": 3, "match": 0.75, "boost": 0.5, "damp": 0.3},
                 "metrics": {"val_f1": 0.9, "test_f1": 0.9},
@@ -109,6 +110,7 @@ class ModelInfo(BaseModel):
     classes: list[str]
     imgsz: int
     input_sizes: list[int] = Field(description="Sizes the network runs at; candidates of all are pooled.")
+    input_margin: float = Field(0.0, description="Grey surround of the photo inside the input, a share of its side.")
     threshold: float
     text_rescoring: dict | None = Field(
         default=None, description="How the best candidates' text is read and rescored; null: the network alone."

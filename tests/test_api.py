@@ -59,6 +59,7 @@ def test_health_ready_and_model(api_server):
     assert model["classes"] == ["rumah123", "99co"]
     assert 0 < model["threshold"] < 1
     assert model["input_sizes"][0] == model["imgsz"] == model["card"]["imgsz"]
+    assert model["input_margin"] == model["card"].get("input_margin", 0.0)
     assert model["version"] == ready.json()["model_version"]
 
 

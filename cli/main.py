@@ -322,12 +322,20 @@ def serve(
 
 @models_app.command("list")
 def models_list() -> None:
-    """Versions with their threshold and headline metrics."""
+    """Versions with their threshold and headline metrics, and the data those were measured on.
+
+    Synthetic evaluation photos are drawn with the machine's fonts, so figures compare only
+    between rows measured on the same data (the gate re-measures otherwise).
+    """
+    from wmstudio.gate import EVALUATION_DATA
     from wmstudio.registry import Registry
 
     registry = Registry.from_settings(get_settings())
     champion = registry.champion()
-    table = Table("version", "champion", "threshold", "data", "validation F1", "test F1")
+    table = Table(
+        "version", "champion", "threshold", "trained on", "measured on", "validation F1", "test F1",
+        caption="figures compare only between rows measured on the same data",
+    )  # fmt: skip
     for version in registry.versions():
         card = registry.card(version)
         metrics = card.get("metrics", {})
@@ -336,10 +344,11 @@ def models_list() -> None:
             "*" if version == champion else "",
             str(card.get("threshold")),
             str(card.get("data_version")),
+            str(card.get(EVALUATION_DATA, "unrecorded")),
             str(metrics.get("val_f1", "")),
             str(metrics.get("test_f1", "")),
         )
-    Console().print(table)
+    Console(width=200).print(table)
 
 
 @models_app.command("promote")

@@ -346,6 +346,8 @@ def test_promote_does_not_compare_figures_measured_on_other_validation_data(tmp_
     assert refused.returncode == 2 and "Traceback" not in said, refused.stderr
     assert "validation data: v2 was measured on other+machine, v1 on real+synth" in said  # v2's F1 is higher
     assert Registry(settings.registry_dir).champion() == "v1"
+    listed = run_cli("models", "list", env=_env(settings))
+    assert listed.returncode == 0 and "other+machine" in listed.stdout and "real+synth" in listed.stdout
 
 
 @pytest.mark.slow

@@ -312,7 +312,8 @@ def _rescored_candidate(image: Image.Image, candidate, reader: TextReader, resco
     # the other brands only when needed: a relabel, the bar for text that spells no brand, a second look
     needs_others = rescoring.cross_brand or rescoring.unspotted is not None or rescoring.reread_part is not None
     if spotted < rescoring.spot and needs_others:
-        spots = {brand: brand_spotting(probabilities, reader.alphabet, brand) for brand in BRAND_KEYWORDS}
+        others = (brand for brand in BRAND_KEYWORDS if brand != candidate.brand)
+        spots = {candidate.brand: spotted} | {b: brand_spotting(probabilities, reader.alphabet, b) for b in others}
         best_spotted = max(spots.values())
         named = rescoring.other_brand(candidate.brand, spots) or _named_when_read_wider(
             image, candidate, reader, rescoring, probabilities

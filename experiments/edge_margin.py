@@ -23,23 +23,8 @@ from training.release import default_sets
 from training.robustness import VARIANTS
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
-from wmstudio.runtime.text_reading import TextReader, TextRescoring
+from wmstudio.runtime.text_reading import TextReader
 from wmstudio.settings import get_settings
-
-
-def rule_of(rescoring: TextRescoring) -> Rule:
-    """The experiment's rule equal to a card's rescoring (spotting only, as v37 on)."""
-    return Rule(
-        "spot",
-        rescoring.spot,
-        boost=rescoring.boost,
-        damp=rescoring.damp,
-        min_confidence=rescoring.min_confidence,
-        floor=rescoring.floor,
-        top=rescoring.top,
-        cross_brand=rescoring.cross_brand,
-        unspotted=rescoring.unspotted,
-    )
 
 
 def rows_at(detector: Detector, margin: float, rule: Rule, cache: Path | None) -> list[dict]:
@@ -86,7 +71,7 @@ def main() -> None:
     rescoring = detector.text_rescoring
     if rescoring is None:
         raise SystemExit(f"{detector.version} has no text rescoring to score with")
-    rule, brands = rule_of(rescoring), tuple(detector.classes)
+    rule, brands = Rule.of(rescoring), tuple(detector.classes)
     network = detector.network_only()
     print(f"{detector.version}, validation; reading {rule}")
     for margin in (float(m) for m in args.margins.split(",")):

@@ -36,6 +36,7 @@ from wmstudio.runtime.text_reading import (
     MARGIN_X,
     MARGIN_Y,
     TextReader,
+    TextRescoring,
     brand_similarity,
     brand_spotting,
 )
@@ -82,6 +83,21 @@ class Rule:
     top: int = 3
     cross_brand: bool = False
     unspotted: float | None = None  # text spotting no brand above this is damped at any confidence
+
+    @classmethod
+    def of(cls, rescoring: TextRescoring) -> Rule:
+        """The rule equal to a card's rescoring (spotting only, as from v37 on)."""
+        return cls(
+            "spot",
+            rescoring.spot,
+            boost=rescoring.boost,
+            damp=rescoring.damp,
+            min_confidence=rescoring.min_confidence,
+            floor=rescoring.floor,
+            top=rescoring.top,
+            cross_brand=rescoring.cross_brand,
+            unspotted=rescoring.unspotted,
+        )
 
     def says(self, read: dict, brand: str) -> bool:
         for suffix in ("", "_hp") if self.second_look else ("",):

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from experiments.edge_margin import rule_of
 from experiments.keyword_spotting import Rule, rescored
 from experiments.ocr_rescoring import figures
 from training.evaluate import Example, image_f1_at
@@ -36,11 +35,10 @@ from wmstudio.registry import Registry
 from wmstudio.runtime import Detector, Prediction
 from wmstudio.runtime.text_reading import (
     BRAND_KEYWORDS,
-    BRAND_PARTS,
     MARGIN_Y,
     TextReader,
     brand_spotting,
-    keyword_score,
+    part_spotting,
     reading_crop,
 )
 from wmstudio.settings import get_settings
@@ -68,10 +66,7 @@ def second_reads(rows: list[dict], rule: Rule, reader: TextReader, decode_size: 
                 continue
             box = (read["box"][0] / sx, read["box"][1] / sy, read["box"][2] / sx, read["box"][3] / sy)
             probabilities = reader.probabilities(reading_crop(decoded.image, box))
-            read["parts"] = {
-                brand: max(keyword_score(probabilities, reader.alphabet, part) for part in parts)
-                for brand, parts in BRAND_PARTS.items()
-            }
+            read["part"] = part_spotting(probabilities, reader.alphabet)
             read["wide"] = {}
             for width in WIDTHS:
                 wide = reader.probabilities(reading_crop(decoded.image, box, width, MARGIN_Y))
@@ -87,7 +82,7 @@ def with_second_look(row: dict, rule: Rule, trigger: float | None, width: float)
     network_score = {tuple(d.box): d.score for d in row["prediction"].candidates}
     lifted, wide_reads = {}, 0
     for read in row["reads"][: rule.top]:
-        if "wide" not in read or (trigger is not None and max(read["parts"].values()) < trigger):
+        if "wide" not in read or (trigger is not None and read["part"] < trigger):
             continue
         wide_reads += 1
         spotted = {brand: score for brand, score in read["wide"][width].items() if score >= rule.spot}
@@ -114,7 +109,7 @@ def main() -> None:
     detector = Detector.from_version_dir(Registry.from_settings(settings).resolve(args.version))
     if detector.text_rescoring is None:
         raise SystemExit(f"{detector.version} has no text rescoring")
-    rule, brands = rule_of(detector.text_rescoring), tuple(detector.classes)
+    rule, brands = Rule.of(detector.text_rescoring), tuple(detector.classes)
     if args.unspotted is not None:
         rule = replace(rule, unspotted=args.unspotted)
     second_cache = args.cache.with_name(args.cache.stem + "_second.pkl")

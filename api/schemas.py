@@ -98,6 +98,7 @@ class ModelInfo(BaseModel):
                 "imgsz": 320,
                 "input_sizes": [320, 416],
                 "input_margin": 0.0,
+                "second_view": {"input_margin": 0.08, "lowest": 0.1, "below": 0.7},
                 "threshold": 0.45,
                 "text_rescoring": {"floor": 0.15, "top": 3, "match": 0.75, "boost": 0.5, "damp": 0.3},
                 "metrics": {"val_f1": 0.9, "test_f1": 0.9},
@@ -111,6 +112,10 @@ class ModelInfo(BaseModel):
     imgsz: int
     input_sizes: list[int] = Field(description="Sizes the network runs at; candidates of all are pooled.")
     input_margin: float = Field(0.0, description="Grey surround of the photo inside the input, a share of its side.")
+    second_view: dict | None = Field(
+        default=None,
+        description="When the network looks again in another surround (best score in [lowest, below)); null: never.",
+    )
     threshold: float
     text_rescoring: dict | None = Field(
         default=None, description="How the best candidates' text is read and rescored; null: the network alone."

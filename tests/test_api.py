@@ -60,6 +60,7 @@ def test_health_ready_and_model(api_server):
     assert 0 < model["threshold"] < 1
     assert model["input_sizes"][0] == model["imgsz"] == model["card"]["imgsz"]
     assert model["input_margin"] == model["card"].get("input_margin", 0.0)
+    assert model["second_view"] == model["card"].get("second_view")
     assert model["version"] == ready.json()["model_version"]
 
 

@@ -8,7 +8,7 @@ reading, and for the network alone), measures test once and writes the card; the
 
     python -m training.text_stage v32 [--version v36] [--match 0.75 --boost 0.5 --damp 0.3] [--spot 0.3]
         [--cross-brand] [--unspotted 0.02] [--reread-part 0.3 --reread-margin-x 0.5] [--input-margin 0.04]
-        [--margin-x 0.1 --margin-y 0.25]
+        [--margin-x 0.1 --margin-y 0.25] [--second-view 0.08 0.1 0.7]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from training.release import calibrate_and_evaluate, default_data
 from training.script_errors import exit_on_user_error
 from wmstudio import tracking
 from wmstudio.registry import Registry
+from wmstudio.runtime.second_view import SecondView
 from wmstudio.runtime.text_reading import TextRescoring
 from wmstudio.settings import get_settings
 
@@ -36,11 +37,13 @@ def register_text_stage(
     rescoring: TextRescoring,
     version: str | None = None,
     input_margin: float | None = None,
+    second_view: SecondView | None = None,
 ) -> str:
     """Create the new version's folder and card (its threshold is the source's until released).
 
     ``input_margin`` (the letterbox's grey surround, :func:`wmstudio.runtime.preprocess.letterbox`)
-    changes how the same network sees the photo, not its bytes; None keeps the source's.
+    and ``second_view`` (:mod:`wmstudio.runtime.second_view`) change how the same network sees the
+    photo, not its bytes; None keeps the source's.
     """
     card = registry.card(source)
     version = version or registry.reserve_version()
@@ -61,6 +64,8 @@ def register_text_stage(
     }
     if input_margin is not None:
         new_card["input_margin"] = input_margin
+    if second_view is not None:
+        new_card["second_view"] = second_view.to_card()
     registry.write_card(version, new_card)
     return version
 
@@ -87,7 +92,19 @@ def main() -> None:
     parser.add_argument(
         "--input-margin", type=float, default=None, help="grey surround of the network's input, a share of its side"
     )
+    parser.add_argument(
+        "--second-view",
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=("MARGIN", "LOWEST", "BELOW"),
+        help="look again inside this surround when the best score after reading is in [LOWEST, BELOW)",
+    )
     args = parser.parse_args()
+    try:  # a bad band is named before any work
+        second_view = SecondView(*args.second_view) if args.second_view else None
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = get_settings()
     registry = Registry.from_settings(settings)
@@ -107,7 +124,7 @@ def main() -> None:
         margin_y=args.margin_y,
     )
     data = default_data(settings.state_dir)  # missing data is named before a folder is created
-    version = register_text_stage(registry, args.source, rescoring, args.version, args.input_margin)
+    version = register_text_stage(registry, args.source, rescoring, args.version, args.input_margin, second_view)
     card = calibrate_and_evaluate(registry, version, data)
     tracking.log_release(registry, version, settings)
     keys = ("version", "threshold", "network_threshold", "validation_f1", "metrics", "network_metrics")

@@ -13,6 +13,8 @@ and suppressed together: a small mark gets more pixels at the larger size, while
 tiled one stays at the scale the network was trained on. See ``experiments/multiscale.py`` for
 how the sizes are chosen on validation. ``input_margin`` in the card surrounds the photo with grey
 inside the input, so marks at its edges are seen with context (``experiments/edge_margin.py``).
+``second_view`` runs the network again with another surround on photos the first pass leaves
+undecided, and pools both (:mod:`wmstudio.runtime.second_view`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from PIL import Image
 
 from wmstudio.runtime.postprocess import MAX_DETECTIONS, decode_yolo, nms
 from wmstudio.runtime.preprocess import letterbox
+from wmstudio.runtime.second_view import SecondView
 from wmstudio.runtime.text_reading import TextReader, TextReaderUnavailable, TextRescoring, rescore_candidates
 
 if TYPE_CHECKING:
@@ -86,6 +89,15 @@ class Prediction:
         return scores
 
 
+def pooled(detections: tuple[Detection, ...], iou_threshold: float) -> tuple[Detection, ...]:
+    """Two views' candidates as one list: a mark both views found is kept once, at its better score."""
+    if not detections:
+        return ()
+    boxes = np.asarray([d.box for d in detections], dtype=float)
+    keep = nms(boxes, np.asarray([d.score for d in detections]), iou_threshold)[:MAX_DETECTIONS]
+    return tuple(detections[int(i)] for i in keep)  # nms returns them best first
+
+
 class Detector:
     """Loads ``model.onnx`` and ``model_card.json`` from a registry version folder."""
 
@@ -122,6 +134,10 @@ class Detector:
             self.text_reader = TextReader(threads) if self.text_rescoring else None
         except (TextReaderUnavailable, ValueError, *ORT_ERRORS) as exc:
             raise ModelLoadError(f"model {version}: its text rescoring cannot load: {exc}") from exc
+        try:
+            self.second_view = SecondView.from_card(self.card)
+        except ValueError as exc:
+            raise ModelLoadError(f"model {version}: {exc}") from exc
         self._lock = threading.Lock()
 
     def _check_input_shape(self) -> None:
@@ -172,17 +188,27 @@ class Detector:
         return self.session.run(None, {self.input_name: tensor})[0]
 
     def candidates_at(
-        self, image: Image.Image, size: int, iou_threshold: float = 0.5
+        self, image: Image.Image, size: int, iou_threshold: float = 0.5, margin: float | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Boxes (original pixels), scores and classes of the network run at one input size."""
-        tensor, placement = letterbox(image, size, self.input_margin)
+        """Boxes (original pixels), scores and classes of the network run at one input size
+        (inside ``margin`` of grey, by default the card's ``input_margin``)."""
+        tensor, placement = letterbox(image, size, self.input_margin if margin is None else margin)
         boxes, scores, classes = decode_yolo(self.raw(tensor), CANDIDATE_FLOOR, iou_threshold)
         return placement.to_original(boxes), scores, classes
 
     def predict(self, image: Image.Image, iou_threshold: float = 0.5) -> Prediction:
         """Every candidate above a low floor, boxes in original pixels."""
         rgb = image.convert("RGB")
-        runs = [self.candidates_at(rgb, size, iou_threshold) for size in self.input_sizes]
+        ranked = self._view(rgb, self.input_margin, iou_threshold)
+        best = ranked[0].score if ranked else 0.0
+        if self.second_view is not None and self.second_view.wanted(best):
+            second = self._view(rgb, self.second_view.input_margin, iou_threshold)
+            ranked = pooled((*ranked, *second), iou_threshold)
+        return Prediction(image.width, image.height, ranked)
+
+    def _view(self, rgb: Image.Image, margin: float, iou_threshold: float) -> tuple[Detection, ...]:
+        """One look at the photo: the network at every input size inside ``margin``, then the reading."""
+        runs = [self.candidates_at(rgb, size, iou_threshold, margin) for size in self.input_sizes]
         boxes, scores, classes = (np.concatenate(parts) for parts in zip(*runs, strict=True))
         if len(runs) > 1:  # the same mark found at two sizes is one mark, as within one size
             keep = nms(boxes, scores, iou_threshold)[:MAX_DETECTIONS]
@@ -194,13 +220,14 @@ class Detector:
         ranked = tuple(sorted(detections, key=lambda d: -d.score))
         if self.text_rescoring is not None and self.text_reader is not None:
             ranked = rescore_candidates(rgb, ranked, self.text_reader, self.text_rescoring)
-        return Prediction(image.width, image.height, ranked)
+        return ranked
 
     def network_only(self) -> Detector:
         """This version without its text rescoring (sharing the loaded network): "the network alone"."""
         alone = copy.copy(self)
         alone.text_rescoring = None
         alone.text_reader = None
+        alone.second_view = None  # one pass: the second view is part of the pipeline, as the reading is
         return alone
 
     def detect(self, image: Image.Image, min_score: float | None = None) -> list[Detection]:
@@ -225,6 +252,7 @@ class Detector:
             "imgsz": self.imgsz,
             "input_sizes": list(self.input_sizes),
             "input_margin": self.input_margin,
+            "second_view": self.second_view.to_card() if self.second_view else None,
             "threshold": self.threshold,
             "text_rescoring": self.text_rescoring.to_card() if self.text_rescoring else None,
             "metrics": self.card.get("metrics", {}),

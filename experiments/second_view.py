@@ -1,0 +1,141 @@
+"""Does a second look inside a grey surround, on the photos the first leaves undecided, find more marks?
+
+Issue #30. A grey surround (``input_margin``) lifted the network alone on marks at the edges
+but cost as much on collages (``experiments/edge_margin.py``). Here the surround is a second view
+beside the plain one, not instead of it: both views' candidates are read and rescored with the
+version's rule (the wider second read included) and pooled as the runtime pools them
+(:func:`wmstudio.runtime.detector.pooled`). The second view costs a network pass, so it is
+taken only when the first view's best score after the reading lies in a band
+(:class:`wmstudio.runtime.second_view.SecondView`). Each (margin, band) is scored on validation,
+pooled over the variants, at its own threshold by the 2 % rule, from caches of each margin's
+reads (built on the first run, reused after):
+
+    python -m experiments.second_view [VERSION] --cache-dir DIR [--margins 0.04,0.08,0.12]
+        [--bands 0:1,0.02:0.7,0.1:0.7,0.2:0.7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+from pathlib import Path
+
+from experiments.edge_margin import rows_at
+from experiments.keyword_spotting import Rule, rescored
+from experiments.ocr_rescoring import figures
+from experiments.partial_reread import second_reads, with_second_look
+from training.evaluate import Example, image_f1_at
+from training.robustness import VARIANTS
+from wmstudio.registry import Registry
+from wmstudio.runtime import Detector, Prediction
+from wmstudio.runtime.detector import pooled
+from wmstudio.runtime.second_view import SecondView
+from wmstudio.runtime.text_reading import TextReader
+from wmstudio.settings import get_settings
+
+
+def view_rows(detector: Detector, margin: float, rule: Rule, cache_dir: Path, wide_reads: bool) -> list[dict]:
+    """Candidates and reads of every validation variant at ``margin``, with the wider second
+    reads when the rule takes them (each cached in ``cache_dir``)."""
+    cache = cache_dir / f"margin_{margin:.2f}.pkl"
+    second_cache = cache.with_name(cache.stem + "_second.pkl")
+    if wide_reads and second_cache.exists():
+        return pickle.loads(second_cache.read_bytes())
+    rows = rows_at(detector.network_only(), margin, rule, cache)
+    if wide_reads:
+        rows = second_reads(rows, rule, TextReader(), detector.decode_size)
+        second_cache.write_bytes(pickle.dumps(rows))
+    return rows
+
+
+def read_view(row: dict, rule: Rule, reread: tuple[float, float] | None) -> Example:
+    """One view's prediction after the reading (and the wider second read), as the runtime scores it."""
+    if reread is None:
+        return rescored(row, rule)
+    return with_second_look(row, rule, *reread)[0]
+
+
+def with_second_view(first: Example, second: Example, view: SecondView) -> tuple[Example, bool]:
+    """The first view, or both pooled when the first leaves the photo undecided."""
+    candidates = first.prediction.candidates
+    if not view.wanted(max((c.score for c in candidates), default=0.0)):  # the rows keep the network's order
+        return first, False
+    prediction = first.prediction
+    both = pooled((*candidates, *second.prediction.candidates), 0.5)
+    return Example(first.item, Prediction(prediction.width, prediction.height, both)), True
+
+
+def report(label: str, examples: list[Example], rows: list[dict], brands: tuple[str, ...], taken: list[bool]) -> dict:
+    """Pooled, real and per-variant figures at the 2 % threshold, and how often the view was taken."""
+    threshold, f1, fp = figures(examples, brands)
+    real = [e for e, r in zip(examples, rows, strict=True) if r["set"] == "real"]
+    real_published = [t for t, r in zip(taken, rows, strict=True) if r["set"] == "real" and r["variant"] == "original"]
+    per_variant = {
+        variant: image_f1_at(
+            [e for e, r in zip(examples, rows, strict=True) if r["variant"] == variant], brands, threshold
+        )
+        for variant in VARIANTS
+    }
+    entry = {
+        "view": label,
+        "threshold": threshold,
+        "f1": f1,
+        "real_f1": image_f1_at(real, brands, threshold),
+        "other_fp": fp,
+        "second_view_share": sum(taken) / len(taken),
+        "second_view_share_real_published": sum(real_published) / max(1, len(real_published)),
+        "per_variant": per_variant,
+    }
+    cells = " ".join(f"{variant} {value:.3f}" for variant, value in per_variant.items())
+    print(
+        f"{label}: threshold {threshold:.2f}, pooled F1 {f1:.4f}, real F1 {entry['real_f1']:.3f}, other-agency FP "
+        f"{fp:.3f}, second view on {entry['second_view_share']:.2f} (real as published "
+        f"{entry['second_view_share_real_published']:.2f}) | {cells}",
+        flush=True,
+    )
+    return entry
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("version", nargs="?", default=None)
+    parser.add_argument("--cache-dir", type=Path, required=True, help="each margin's reads are kept here")
+    parser.add_argument("--margins", default="0.04,0.08,0.12", help="comma-separated surrounds of the second view")
+    parser.add_argument("--bands", default="0:1,0.02:0.7,0.1:0.7,0.2:0.7", help="LOWEST:BELOW of the first view's best")
+    args = parser.parse_args()
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    settings = get_settings()
+    detector = Detector.from_version_dir(Registry.from_settings(settings).resolve(args.version))
+    rescoring = detector.text_rescoring
+    if rescoring is None:
+        raise SystemExit(f"{detector.version} has no text rescoring to score with")
+    rule, brands = Rule.of(rescoring), tuple(detector.classes)
+    reread = (rescoring.reread_part, rescoring.reread_margin_x) if rescoring.reread_part is not None else None
+    print(f"{detector.version}, validation; reading {rule}, second read {reread}")
+    first_rows = view_rows(detector, detector.input_margin, rule, args.cache_dir, reread is not None)
+    first = [read_view(row, rule, reread) for row in first_rows]
+    report(f"one view (margin {detector.input_margin:.2f})", first, first_rows, brands, [False] * len(first))
+    for margin in (float(m) for m in args.margins.split(",")):
+        rows = view_rows(detector, margin, rule, args.cache_dir, reread is not None)
+        same = all(
+            a["item"].sha256 == b["item"].sha256 and a["variant"] == b["variant"]
+            for a, b in zip(first_rows, rows, strict=True)
+        )
+        if not same:
+            raise SystemExit(f"the caches in {args.cache_dir} hold different photos; remove them")
+        second = [read_view(row, rule, reread) for row in rows]
+        for band in args.bands.split(","):
+            lowest, below = (float(v) for v in band.split(":"))
+            view = SecondView(margin, lowest, below)
+            pairs = [with_second_view(a, b, view) for a, b in zip(first, second, strict=True)]
+            report(
+                f"second view margin {margin:.2f} when best in [{lowest}, {below})",
+                [e for e, _ in pairs],
+                first_rows,
+                brands,
+                [t for _, t in pairs],
+            )
+
+
+if __name__ == "__main__":
+    main()

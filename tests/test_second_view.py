@@ -9,9 +9,12 @@ import pytest
 from PIL import Image
 
 from app.examples import synthetic_examples
+from experiments.second_view import with_second_view
+from training.evaluate import Example
 from training.text_stage import register_text_stage
+from wmstudio.data.manifest import Item
 from wmstudio.registry import Registry
-from wmstudio.runtime import Detector
+from wmstudio.runtime import Detection, Detector, Prediction
 from wmstudio.runtime.detector import ModelLoadError, pooled
 from wmstudio.runtime.second_view import SecondView
 from wmstudio.runtime.text_reading import TextRescoring
@@ -50,8 +53,6 @@ def test_a_malformed_second_view_is_a_named_load_error(tmp_path, bundled_registr
 
 
 def test_pooling_keeps_a_mark_both_views_found_once_at_its_better_score():
-    from wmstudio.runtime import Detection
-
     first = (Detection("rumah123", 0.4, (10, 10, 110, 40)), Detection("99co", 0.2, (300, 300, 360, 320)))
     second = (Detection("rumah123", 0.6, (12, 11, 112, 41)),)
     both = pooled((*first, *second), 0.5)
@@ -90,3 +91,21 @@ def test_text_stage_refuses_an_empty_band_before_any_work(tmp_path):
         check=False,
     )
     assert result.returncode == 2 and "lowest < below" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_experiment_pools_as_the_runtime_does_and_reads_the_best_rescored_score():
+    item = Item(sha256="p", path="images/p.jpg", width=400, height=300, brand="rumah123")
+
+    def example(*candidates: Detection) -> Example:
+        return Example(item, Prediction(400, 300, candidates))
+
+    mark = (10.0, 10.0, 110.0, 40.0)
+    view = SecondView(0.04, 0.1, 0.7)
+    # the rows keep the network's order: the best score after the reading may not come first
+    undecided = example(Detection("99co", 0.05, (200.0, 200.0, 260.0, 220.0)), Detection("rumah123", 0.3, mark))
+    second = example(Detection("rumah123", 0.8, mark))
+    both, taken = with_second_view(undecided, second, view)
+    assert taken and [(d.brand, d.score) for d in both.prediction.candidates] == [("rumah123", 0.8), ("99co", 0.05)]
+    sure = example(Detection("rumah123", 0.05, (0.0, 0.0, 5.0, 5.0)), Detection("rumah123", 0.9, mark))
+    assert with_second_view(sure, second, view) == (sure, False)
+    assert with_second_view(example(), second, view) == (example(), False)  # nothing worth a look

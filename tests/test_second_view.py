@@ -69,8 +69,9 @@ def test_a_second_view_pools_both_looks_and_only_when_undecided(tmp_path, bundle
     never = register_text_stage(registry, source, rescoring, "v99", second_view=SecondView(0.08, 0.999, 1.0))
     assert registry.card(always)["second_view"] == {"input_margin": 0.08, "lowest": 0.0, "below": 1.0}
     plain, twice, once = (Detector.from_version_dir(registry.path(v)) for v in (source, always, never))
+    plain.second_view = None  # the first view alone, whatever the champion's card says
     surround = Detector.from_version_dir(registry.path(source))
-    surround.input_margin = 0.08  # the second view alone
+    surround.input_margin, surround.second_view = 0.08, None  # the second view alone
     image = Image.open(synthetic_examples(tmp_path / "examples")[0]).convert("RGB")  # a Rumah123 mark
     first, second = plain.predict(image), surround.predict(image)
     pooled_prediction = twice.predict(image)
@@ -80,6 +81,10 @@ def test_a_second_view_pools_both_looks_and_only_when_undecided(tmp_path, bundle
     assert once.predict(image).candidates == first.candidates  # outside the band: exactly one pass
     assert twice.network_only().second_view is None  # the network alone is one pass
     assert twice.describe()["second_view"]["input_margin"] == 0.08 and plain.describe()["second_view"] is None
+    assert (
+        registry.card(source).get("second_view")
+        == Detector.from_version_dir(registry.path(source)).describe()["second_view"]
+    )
 
 
 def test_text_stage_refuses_an_empty_band_before_any_work(tmp_path):

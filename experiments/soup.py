@@ -11,6 +11,7 @@ evaluation, no CPU hours.
     python -m experiments.soup v22 PATH/TO/best.pt            # compare on validation only
     python -m experiments.soup v22 PATH/TO/best.pt --weights 0.7 0.3
     python -m experiments.soup v22 PATH/TO/best.pt --register # release the soup as a new version
+    python -m experiments.soup v38 PATH/TO/best.pt --register --reading-from v43  # with v43's reading
 
 Sources are registered versions or Ultralytics ``.pt`` files of the same architecture. The
 comparison prints, for each source and for the soup, the release's threshold rule on
@@ -139,10 +140,32 @@ def soup_recipe(base_version: str, base_recipe: dict, sources: Sequence[str], we
     }
 
 
+# Card fields that say how a network is run and read rather than what it is: a soup released
+# "with vN's reading" takes them from vN (training.text_stage writes the same fields).
+READING_FIELDS = ("text_rescoring", "input_margin", "second_view")
+
+
+def with_reading(card: dict, reading_card: dict, reading_from: str) -> dict:
+    """``card`` run and read as ``reading_card``'s version is; the recipe says where that came from."""
+    reading = {key: reading_card[key] for key in READING_FIELDS if key in reading_card}
+    network = {key: value for key, value in card.items() if key not in READING_FIELDS}
+    return network | reading | {"recipe": {**card.get("recipe", {}), "text_rescoring_from": reading_from}}
+
+
 def register_soup(
-    registry: Registry, base_version: str, sources: Sequence[str], weights: list[float], state_dir: Path
+    registry: Registry,
+    base_version: str,
+    sources: Sequence[str],
+    weights: list[float],
+    state_dir: Path,
+    reading_from: str | None = None,
 ) -> dict:
-    """Release the soup as a new version (parent: the champion) and return its card."""
+    """Release the soup as a new version (parent: the champion) and return its card.
+
+    With ``reading_from``, the soup is read and looked at as that version is (its text
+    rescoring, input margin and second view), so it is compared with a champion that reads.
+    """
+    reading_card = registry.card(reading_from) if reading_from else {}  # a typo is named before any work
     paths = [resolve_source(registry, source) for source in sources]
     card = registry.card(base_version)
     data = default_data(state_dir)
@@ -159,6 +182,8 @@ def register_soup(
             recipe,
             parent=registry.champion(),
         )
+    if reading_from:
+        registry.write_card(version, with_reading(registry.card(version), reading_card, reading_from))
     calibrate_and_evaluate(registry, version, data)
     tracking.log_release(registry, version)  # a release like any other: a run and a registered model version
     return registry.card(version)
@@ -180,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("sources", nargs="+", help="registered versions or .pt files (same architecture)")
     parser.add_argument("--weights", type=float, nargs="+", help="mixing weights (default: uniform)")
     parser.add_argument("--register", action="store_true", help="release the soup as a new version")
+    parser.add_argument("--reading-from", default=None, help="with --register: read candidates as this version does")
     args = parser.parse_args(argv)
     if len(args.sources) < 2:
         parser.error("a soup needs at least two sources")
@@ -192,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     registry = Registry.from_settings(settings)
     base_version = next((s for s in args.sources if not s.endswith(".pt")), None) or registry.champion()
     if args.register:
-        card = register_soup(registry, base_version, args.sources, weights, settings.state_dir)
+        card = register_soup(registry, base_version, args.sources, weights, settings.state_dir, args.reading_from)
         print(f"registered {card['version']}: threshold {card['threshold']}, test metrics {card['metrics']}")
         return
     print_rows(compare_soup(registry, base_version, args.sources, weights, settings.datasets_dir))

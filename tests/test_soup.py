@@ -84,3 +84,19 @@ def test_cli_refuses_a_soup_it_cannot_make(capsys):
     with pytest.raises(SystemExit) as wrong_weights:
         soup.main(["v21", "v22", "--weights", "1"])
     assert wrong_weights.value.code == 2 and "non-negative weights" in capsys.readouterr().err
+
+
+def test_a_soup_released_with_another_version_s_reading_takes_all_of_it():
+    soup_card = {"version": "v44", "threshold": 0.6, "input_margin": 0.1, "recipe": {"method": "soup"}}
+    reader = {
+        "version": "v43",
+        "threshold": 0.51,
+        "text_rescoring": {"spot": 0.3},
+        "second_view": {"input_margin": 0.04, "lowest": 0.1, "below": 0.7},
+        "recipe": {"method": "train"},
+    }
+    card = soup.with_reading(soup_card, reader, "v43")
+    assert card["text_rescoring"] == {"spot": 0.3} and card["second_view"] == reader["second_view"]
+    assert "input_margin" not in card  # the reader has none: the soup must not keep its own
+    assert card["version"] == "v44" and card["threshold"] == 0.6  # what the network is stays the soup's
+    assert card["recipe"] == {"method": "soup", "text_rescoring_from": "v43"}

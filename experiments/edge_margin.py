@@ -16,12 +16,12 @@ import argparse
 import pickle
 from pathlib import Path
 
-from experiments.keyword_spotting import Rule, rescored, spotting_reading
+from experiments.keyword_spotting import Rule, reading_version, rescored, spotting_reading
 from experiments.ocr_rescoring import figures, read_candidates
 from training.evaluate import Example, image_f1_at
 from training.release import default_sets
 from training.robustness import VARIANTS
-from wmstudio.registry import Registry
+from training.script_errors import exit_on_user_error
 from wmstudio.runtime import Detector
 from wmstudio.runtime.text_reading import TextReader
 from wmstudio.settings import get_settings
@@ -60,18 +60,15 @@ def report(margin: float, rows: list[dict], rule: Rule, brands: tuple[str, ...])
         )
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("version", nargs="?", default=None)
     parser.add_argument("--margins", default="0,0.03,0.06", help="comma-separated shares of the input side")
     parser.add_argument("--cache-dir", type=Path, default=None, help="keep each margin's reads here and reuse them")
     args = parser.parse_args()
-    settings = get_settings()
-    detector = Detector.from_version_dir(Registry.from_settings(settings).resolve(args.version))
-    rescoring = detector.text_rescoring
-    if rescoring is None:
-        raise SystemExit(f"{detector.version} has no text rescoring to score with")
-    rule, brands = Rule.of(rescoring), tuple(detector.classes)
+    detector, rule = reading_version(args.version)
+    brands = tuple(detector.classes)
     network = detector.network_only()
     print(f"{detector.version}, validation; reading {rule}")
     for margin in (float(m) for m in args.margins.split(",")):

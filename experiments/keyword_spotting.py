@@ -116,6 +116,15 @@ class Rule:
         return None
 
 
+def reading_version(version: str | None) -> tuple[Detector, Rule]:
+    """The version (default: the champion) and the rule equal to its reading; a version that reads
+    nothing ends the script with a message (the experiments that score readings share this)."""
+    detector = Detector.from_version_dir(Registry.from_settings(get_settings()).resolve(version))
+    if detector.text_rescoring is None:
+        raise SystemExit(f"{detector.version} has no text rescoring to score with")
+    return detector, Rule.of(detector.text_rescoring)
+
+
 def rescored(row: dict, rule: Rule) -> Example:
     """The row's prediction with its best ``rule.top`` candidates from ``rule.floor`` rescored."""
     by_box = {tuple(r["box"]): r for r in row["reads"][: rule.top]}

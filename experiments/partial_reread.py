@@ -25,14 +25,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from experiments.keyword_spotting import Rule, rescored
+from experiments.keyword_spotting import Rule, reading_version, rescored
 from experiments.ocr_rescoring import figures
 from training.evaluate import Example, image_f1_at
 from training.release import default_sets
 from training.robustness import collage_partners, make_variant
+from training.script_errors import exit_on_user_error
 from wmstudio.imaging import decode_image
-from wmstudio.registry import Registry
-from wmstudio.runtime import Detector, Prediction
+from wmstudio.runtime import Prediction
 from wmstudio.runtime.text_reading import (
     BRAND_KEYWORDS,
     MARGIN_Y,
@@ -98,6 +98,7 @@ def with_second_look(row: dict, rule: Rule, trigger: float | None, width: float)
     return Example(example.item, Prediction(prediction.width, prediction.height, candidates)), wide_reads
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("version", nargs="?", default=None)
@@ -105,11 +106,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the grid as JSON here")
     parser.add_argument("--unspotted", type=float, default=None, help="score with this `unspotted` bar as well")
     args = parser.parse_args()
-    settings = get_settings()
-    detector = Detector.from_version_dir(Registry.from_settings(settings).resolve(args.version))
-    if detector.text_rescoring is None:
-        raise SystemExit(f"{detector.version} has no text rescoring")
-    rule, brands = Rule.of(detector.text_rescoring), tuple(detector.classes)
+    detector, rule = reading_version(args.version)
+    brands = tuple(detector.classes)
     if args.unspotted is not None:
         rule = replace(rule, unspotted=args.unspotted)
     second_cache = args.cache.with_name(args.cache.stem + "_second.pkl")

@@ -21,17 +21,16 @@ import pickle
 from pathlib import Path
 
 from experiments.edge_margin import rows_at
-from experiments.keyword_spotting import Rule, rescored
+from experiments.keyword_spotting import Rule, reading_version, rescored
 from experiments.ocr_rescoring import figures
 from experiments.partial_reread import second_reads, with_second_look
 from training.evaluate import Example, image_f1_at
 from training.robustness import VARIANTS
-from wmstudio.registry import Registry
+from training.script_errors import exit_on_user_error
 from wmstudio.runtime import Detector, Prediction
 from wmstudio.runtime.detector import pooled
 from wmstudio.runtime.second_view import SecondView
 from wmstudio.runtime.text_reading import TextReader
-from wmstudio.settings import get_settings
 
 
 def view_rows(detector: Detector, margin: float, rule: Rule, cache_dir: Path, wide_reads: bool) -> list[dict]:
@@ -96,6 +95,7 @@ def report(label: str, examples: list[Example], rows: list[dict], brands: tuple[
     return entry
 
 
+@exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("version", nargs="?", default=None)
@@ -104,12 +104,8 @@ def main() -> None:
     parser.add_argument("--bands", default="0:1,0.02:0.7,0.1:0.7,0.2:0.7", help="LOWEST:BELOW of the first view's best")
     args = parser.parse_args()
     args.cache_dir.mkdir(parents=True, exist_ok=True)
-    settings = get_settings()
-    detector = Detector.from_version_dir(Registry.from_settings(settings).resolve(args.version))
-    rescoring = detector.text_rescoring
-    if rescoring is None:
-        raise SystemExit(f"{detector.version} has no text rescoring to score with")
-    rule, brands = Rule.of(rescoring), tuple(detector.classes)
+    detector, rule = reading_version(args.version)
+    rescoring, brands = detector.text_rescoring, tuple(detector.classes)
     reread = (rescoring.reread_part, rescoring.reread_margin_x) if rescoring.reread_part is not None else None
     print(f"{detector.version}, validation; reading {rule}, second read {reread}")
     first_rows = view_rows(detector, detector.input_margin, rule, args.cache_dir, reread is not None)

@@ -114,3 +114,15 @@ def test_the_experiment_pools_as_the_runtime_does_and_reads_the_best_rescored_sc
     sure = example(Detection("rumah123", 0.05, (0.0, 0.0, 5.0, 5.0)), Detection("rumah123", 0.9, mark))
     assert with_second_view(sure, second, view) == (sure, False)
     assert with_second_view(example(), second, view) == (example(), False)  # nothing worth a look
+
+
+def test_the_experiment_names_an_unknown_version_without_a_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.second_view", "v1", "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        env={"WMSTUDIO_STATE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert result.returncode == 1 and "'v1' is not in the registry" in result.stderr
+    assert "Traceback" not in result.stderr

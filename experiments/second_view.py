@@ -12,12 +12,16 @@ reads (built on the first run, reused after):
 
     python -m experiments.second_view [VERSION] --cache-dir DIR [--margins 0.04,0.08,0.12]
         [--bands 0:1,0.02:0.7,0.1:0.7,0.2:0.7]
+
+A margin written ``0.04+0.08`` is two more views, both pooled with the first (the card's
+``input_margins``).
 """
 
 from __future__ import annotations
 
 import argparse
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.edge_margin import rows_at
@@ -54,14 +58,14 @@ def read_view(row: dict, rule: Rule, reread: tuple[float, float] | None) -> Exam
     return with_second_look(row, rule, *reread)[0]
 
 
-def with_second_view(first: Example, second: Example, view: SecondView) -> tuple[Example, bool]:
-    """The first view, or both pooled when the first leaves the photo undecided."""
+def with_second_view(first: Example, more: Sequence[Example], view: SecondView) -> tuple[Example, bool]:
+    """The first view, or it and the ``more`` views pooled when the first leaves the photo undecided."""
     candidates = first.prediction.candidates
     if not view.wanted(max((c.score for c in candidates), default=0.0)):  # the rows keep the network's order
         return first, False
     prediction = first.prediction
-    both = pooled((*candidates, *second.prediction.candidates), 0.5)
-    return Example(first.item, Prediction(prediction.width, prediction.height, both)), True
+    pooled_candidates = pooled((*candidates, *(c for e in more for c in e.prediction.candidates)), 0.5)
+    return Example(first.item, Prediction(prediction.width, prediction.height, pooled_candidates)), True
 
 
 def report(label: str, examples: list[Example], rows: list[dict], brands: tuple[str, ...], taken: list[bool]) -> dict:
@@ -100,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("version", nargs="?", default=None)
     parser.add_argument("--cache-dir", type=Path, required=True, help="each margin's reads are kept here")
-    parser.add_argument("--margins", default="0.04,0.08,0.12", help="comma-separated surrounds of the second view")
+    parser.add_argument("--margins", default="0.04,0.08,0.12", help="comma-separated views; 0.04+0.08: two more views")
     parser.add_argument("--bands", default="0:1,0.02:0.7,0.1:0.7,0.2:0.7", help="LOWEST:BELOW of the first view's best")
     args = parser.parse_args()
     args.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -111,21 +115,25 @@ def main() -> None:
     first_rows = view_rows(detector, detector.input_margin, rule, args.cache_dir, reread is not None)
     first = [read_view(row, rule, reread) for row in first_rows]
     report(f"one view (margin {detector.input_margin:.2f})", first, first_rows, brands, [False] * len(first))
-    for margin in (float(m) for m in args.margins.split(",")):
-        rows = view_rows(detector, margin, rule, args.cache_dir, reread is not None)
-        same = all(
-            a["item"].sha256 == b["item"].sha256 and a["variant"] == b["variant"]
-            for a, b in zip(first_rows, rows, strict=True)
-        )
-        if not same:
-            raise SystemExit(f"the caches in {args.cache_dir} hold different photos; remove them")
-        second = [read_view(row, rule, reread) for row in rows]
+    views: dict[float, list[Example]] = {}
+    for views_at in args.margins.split(","):
+        margins = tuple(float(m) for m in views_at.split("+"))
+        for margin in margins:
+            if margin not in views:
+                rows = view_rows(detector, margin, rule, args.cache_dir, reread is not None)
+                if any(
+                    a["item"].sha256 != b["item"].sha256 or a["variant"] != b["variant"]
+                    for a, b in zip(first_rows, rows, strict=True)
+                ):
+                    raise SystemExit(f"the caches in {args.cache_dir} hold different photos; remove them")
+                views[margin] = [read_view(row, rule, reread) for row in rows]
         for band in args.bands.split(","):
             lowest, below = (float(v) for v in band.split(":"))
-            view = SecondView(margin, lowest, below)
-            pairs = [with_second_view(a, b, view) for a, b in zip(first, second, strict=True)]
+            view = SecondView(margins, lowest, below)
+            more = zip(*(views[m] for m in margins), strict=True)
+            pairs = [with_second_view(a, others, view) for a, others in zip(first, more, strict=True)]
             report(
-                f"second view margin {margin:.2f} when best in [{lowest}, {below})",
+                f"more views at margins {views_at} when best in [{lowest}, {below})",
                 [e for e, _ in pairs],
                 first_rows,
                 brands,

@@ -25,6 +25,7 @@ from tests.conftest import (
     webp_bytes,
 )
 from wmstudio.registry import Registry
+from wmstudio.runtime.second_view import SecondView
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 
@@ -60,7 +61,8 @@ def test_health_ready_and_model(api_server):
     assert 0 < model["threshold"] < 1
     assert model["input_sizes"][0] == model["imgsz"] == model["card"]["imgsz"]
     assert model["input_margin"] == model["card"].get("input_margin", 0.0)
-    assert model["second_view"] == model["card"].get("second_view")
+    views = SecondView.from_card(model["card"])
+    assert model["second_view"] == (views.to_card() if views else None)
     assert model["version"] == ready.json()["model_version"]
 
 

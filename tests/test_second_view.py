@@ -11,7 +11,7 @@ from PIL import Image
 from app.examples import synthetic_examples
 from experiments.second_view import with_second_view
 from training.evaluate import Example
-from training.text_stage import register_text_stage
+from training.text_stage import parsed_second_view, register_text_stage
 from wmstudio.data.manifest import Item
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detection, Detector, Prediction
@@ -23,11 +23,14 @@ pytestmark = pytest.mark.unit
 
 
 def test_the_band_decides_which_photos_get_a_second_look():
-    view = SecondView(0.08, 0.1, 0.7)
+    view = SecondView((0.08,), 0.1, 0.7)
     assert not view.wanted(0.0) and not view.wanted(0.09)  # nothing worth a look: one pass
     assert view.wanted(0.1) and view.wanted(0.69)
     assert not view.wanted(0.7) and not view.wanted(0.99)  # already sure: one pass
     assert SecondView.from_card({"second_view": view.to_card()}) == view
+    assert view.to_card() == {"input_margins": [0.08], "lowest": 0.1, "below": 0.7}
+    v43 = {"input_margin": 0.04, "lowest": 0.1, "below": 0.7}  # the first card names one surround
+    assert SecondView.from_card({"second_view": v43}) == SecondView((0.04,), 0.1, 0.7)
     assert SecondView.from_card({}) is None and SecondView.from_card({"second_view": None}) is None
 
 
@@ -38,6 +41,9 @@ def test_the_band_decides_which_photos_get_a_second_look():
         {"input_margin": 0.08, "lowest": 0.7, "below": 0.1},  # an empty band
         {"input_margin": 0.08, "lowest": 0.1, "below": 0.7, "extra": 1},  # a typo'd field
         {"input_margin": "wide", "lowest": 0.1, "below": 0.7},
+        {"input_margins": [], "lowest": 0.1, "below": 0.7},  # no view at all
+        {"input_margins": [0.04, 0.5], "lowest": 0.1, "below": 0.7},
+        {"input_margins": [0.04], "lowest": 0.1},  # no upper end
         [0.08, 0.1, 0.7],
     ],
 )
@@ -65,9 +71,9 @@ def test_a_second_view_pools_both_looks_and_only_when_undecided(tmp_path, bundle
     registry = Registry(tmp_path / "models")
     source = registry.champion()
     rescoring = TextRescoring.from_card(registry.card(source)) or TextRescoring(spot=0.3)
-    always = register_text_stage(registry, source, rescoring, "v98", second_view=SecondView(0.08, 0.0, 1.0))
-    never = register_text_stage(registry, source, rescoring, "v99", second_view=SecondView(0.08, 0.999, 1.0))
-    assert registry.card(always)["second_view"] == {"input_margin": 0.08, "lowest": 0.0, "below": 1.0}
+    always = register_text_stage(registry, source, rescoring, "v98", second_view=SecondView((0.08,), 0.0, 1.0))
+    never = register_text_stage(registry, source, rescoring, "v99", second_view=SecondView((0.08,), 0.999, 1.0))
+    assert registry.card(always)["second_view"] == {"input_margins": [0.08], "lowest": 0.0, "below": 1.0}
     plain, twice, once = (Detector.from_version_dir(registry.path(v)) for v in (source, always, never))
     plain.second_view = None  # the first view alone, whatever the champion's card says
     surround = Detector.from_version_dir(registry.path(source))
@@ -80,11 +86,34 @@ def test_a_second_view_pools_both_looks_and_only_when_undecided(tmp_path, bundle
     assert pooled_prediction.candidates != first.candidates  # the second look added or replaced something
     assert once.predict(image).candidates == first.candidates  # outside the band: exactly one pass
     assert twice.network_only().second_view is None  # the network alone is one pass
-    assert twice.describe()["second_view"]["input_margin"] == 0.08 and plain.describe()["second_view"] is None
-    assert (
-        registry.card(source).get("second_view")
-        == Detector.from_version_dir(registry.path(source)).describe()["second_view"]
+    assert twice.describe()["second_view"]["input_margins"] == [0.08] and plain.describe()["second_view"] is None
+
+
+def test_more_surrounds_are_more_views_all_pooled(tmp_path, bundled_registry):
+    shutil.copytree(bundled_registry, tmp_path / "models")
+    registry = Registry(tmp_path / "models")
+    source = registry.champion()
+    rescoring = TextRescoring.from_card(registry.card(source)) or TextRescoring(spot=0.3)
+    views = parsed_second_view("0.04,0.12", "0", "1")
+    assert views == SecondView((0.04, 0.12), 0.0, 1.0)
+    three = Detector.from_version_dir(
+        registry.path(register_text_stage(registry, source, rescoring, "v97", None, views))
     )
+    image = Image.open(synthetic_examples(tmp_path / "examples")[1]).convert("RGB")
+    singles = []
+    for margin in (0.0, 0.04, 0.12):
+        single = Detector.from_version_dir(registry.path(source))
+        single.input_margin, single.second_view = margin, None
+        singles.append(single.predict(image))
+    best = max(p.candidates[0].score for p in singles if p.candidates)
+    assert three.predict(image).candidates[0].score == best
+
+
+def test_second_view_arguments_name_what_is_wrong():
+    with pytest.raises(ValueError, match="as numbers"):
+        parsed_second_view("0.04,wide", "0.1", "0.7")
+    with pytest.raises(ValueError, match=r"\[0, 0.5\)"):
+        parsed_second_view("0.04,0.6", "0.1", "0.7")
 
 
 def test_text_stage_refuses_an_empty_band_before_any_work(tmp_path):
@@ -105,15 +134,18 @@ def test_the_experiment_pools_as_the_runtime_does_and_reads_the_best_rescored_sc
         return Example(item, Prediction(400, 300, candidates))
 
     mark = (10.0, 10.0, 110.0, 40.0)
-    view = SecondView(0.04, 0.1, 0.7)
+    view = SecondView((0.04,), 0.1, 0.7)
     # the rows keep the network's order: the best score after the reading may not come first
     undecided = example(Detection("99co", 0.05, (200.0, 200.0, 260.0, 220.0)), Detection("rumah123", 0.3, mark))
     second = example(Detection("rumah123", 0.8, mark))
-    both, taken = with_second_view(undecided, second, view)
+    both, taken = with_second_view(undecided, [second], view)
     assert taken and [(d.brand, d.score) for d in both.prediction.candidates] == [("rumah123", 0.8), ("99co", 0.05)]
     sure = example(Detection("rumah123", 0.05, (0.0, 0.0, 5.0, 5.0)), Detection("rumah123", 0.9, mark))
-    assert with_second_view(sure, second, view) == (sure, False)
-    assert with_second_view(example(), second, view) == (example(), False)  # nothing worth a look
+    assert with_second_view(sure, [second], view) == (sure, False)
+    assert with_second_view(example(), [second], view) == (example(), False)  # nothing worth a look
+    third = example(Detection("99co", 0.6, (200.0, 200.0, 260.0, 220.0)))
+    all_three, _ = with_second_view(undecided, [second, third], view)
+    assert [(d.brand, d.score) for d in all_three.prediction.candidates] == [("rumah123", 0.8), ("99co", 0.6)]
 
 
 def test_the_experiment_names_an_unknown_version_without_a_traceback(tmp_path):

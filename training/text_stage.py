@@ -8,7 +8,7 @@ reading, and for the network alone), measures test once and writes the card; the
 
     python -m training.text_stage v32 [--version v36] [--match 0.75 --boost 0.5 --damp 0.3] [--spot 0.3]
         [--cross-brand] [--unspotted 0.02] [--reread-part 0.3 --reread-margin-x 0.5] [--input-margin 0.04]
-        [--margin-x 0.1 --margin-y 0.25] [--second-view 0.08 0.1 0.7]
+        [--margin-x 0.1 --margin-y 0.25] [--second-view 0.04,0.08 0.1 0.7]
 """
 
 from __future__ import annotations
@@ -70,6 +70,15 @@ def register_text_stage(
     return version
 
 
+def parsed_second_view(margins: str, lowest: str, below: str) -> SecondView:
+    """``--second-view 0.04,0.08 0.1 0.7``: a ValueError names what is wrong."""
+    try:
+        numbers = tuple(float(m) for m in margins.split(",")), float(lowest), float(below)
+    except ValueError as exc:
+        raise ValueError(f"--second-view takes MARGINS LOWEST BELOW as numbers: {exc}") from exc
+    return SecondView(*numbers)
+
+
 @exit_on_user_error
 def main() -> None:
     defaults = TextRescoring()
@@ -94,15 +103,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--second-view",
-        type=float,
         nargs=3,
         default=None,
-        metavar=("MARGIN", "LOWEST", "BELOW"),
-        help="look again inside this surround when the best score after reading is in [LOWEST, BELOW)",
+        metavar=("MARGINS", "LOWEST", "BELOW"),
+        help="look again inside these surrounds (comma-separated, one view each) when the best score after "
+        "reading is in [LOWEST, BELOW)",
     )
     args = parser.parse_args()
     try:  # a bad band is named before any work
-        second_view = SecondView(*args.second_view) if args.second_view else None
+        second_view = parsed_second_view(*args.second_view) if args.second_view else None
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(message)s")

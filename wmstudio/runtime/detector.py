@@ -13,8 +13,8 @@ and suppressed together: a small mark gets more pixels at the larger size, while
 tiled one stays at the scale the network was trained on. See ``experiments/multiscale.py`` for
 how the sizes are chosen on validation. ``input_margin`` in the card surrounds the photo with grey
 inside the input, so marks at its edges are seen with context (``experiments/edge_margin.py``).
-``second_view`` runs the network again with another surround on photos the first pass leaves
-undecided, and pools both (:mod:`wmstudio.runtime.second_view`).
+``second_view`` runs the network again inside other surrounds on photos the first pass leaves
+undecided, and pools the views (:mod:`wmstudio.runtime.second_view`).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class Prediction:
 
 
 def pooled(detections: tuple[Detection, ...], iou_threshold: float) -> tuple[Detection, ...]:
-    """Two views' candidates as one list: a mark both views found is kept once, at its better score."""
+    """Several views' candidates as one list: a mark more than one found is kept once, at its best score."""
     if not detections:
         return ()
     boxes = np.asarray([d.box for d in detections], dtype=float)
@@ -202,8 +202,8 @@ class Detector:
         ranked = self._view(rgb, self.input_margin, iou_threshold)
         best = ranked[0].score if ranked else 0.0
         if self.second_view is not None and self.second_view.wanted(best):
-            second = self._view(rgb, self.second_view.input_margin, iou_threshold)
-            ranked = pooled((*ranked, *second), iou_threshold)
+            more = (d for margin in self.second_view.input_margins for d in self._view(rgb, margin, iou_threshold))
+            ranked = pooled((*ranked, *more), iou_threshold)
         return Prediction(image.width, image.height, ranked)
 
     def _view(self, rgb: Image.Image, margin: float, iou_threshold: float) -> tuple[Detection, ...]:

@@ -20,6 +20,7 @@ import json
 import pickle
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -75,6 +76,19 @@ def second_reads(rows: list[dict], rule: Rule, reader: TextReader, decode_size: 
     return rows
 
 
+def cached_second_reads(
+    first_cache: Path, first_rows: Callable[[], list[dict]], rule: Rule, decode_size: int
+) -> list[dict]:
+    """The first reads with their wider second reads, kept beside ``first_cache`` as ``*_second.pkl``
+    (``first_rows`` is only called when that file is missing)."""
+    second_cache = first_cache.with_name(first_cache.stem + "_second.pkl")
+    if second_cache.exists():
+        return pickle.loads(second_cache.read_bytes())
+    rows = second_reads(first_rows(), rule, TextReader(), decode_size)
+    second_cache.write_bytes(pickle.dumps(rows))
+    return rows
+
+
 def with_second_look(row: dict, rule: Rule, trigger: float | None, width: float) -> tuple[Example, int]:
     """The row rescored by ``rule``, plus a boost for candidates whose wide read spots a name;
     and how many wide reads the trigger would have taken."""
@@ -110,12 +124,7 @@ def main() -> None:
     brands = tuple(detector.classes)
     if args.unspotted is not None:
         rule = replace(rule, unspotted=args.unspotted)
-    second_cache = args.cache.with_name(args.cache.stem + "_second.pkl")
-    if second_cache.exists():
-        rows = pickle.loads(second_cache.read_bytes())
-    else:
-        rows = second_reads(pickle.loads(args.cache.read_bytes()), rule, TextReader(), detector.decode_size)
-        second_cache.write_bytes(pickle.dumps(rows))
+    rows = cached_second_reads(args.cache, lambda: pickle.loads(args.cache.read_bytes()), rule, detector.decode_size)
     real_rows = [r for r in rows if r["set"] == "real"]
     print(f"{detector.version}, validation, {len(rows)} variant photos; reading {rule}")
     times = [r["second_ms"] for r in rows if "second_ms" in r]

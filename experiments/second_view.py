@@ -20,35 +20,28 @@ A margin written ``0.04+0.08`` is two more views, both pooled with the first (th
 from __future__ import annotations
 
 import argparse
-import pickle
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from experiments.edge_margin import rows_at
 from experiments.keyword_spotting import Rule, reading_version, rescored
 from experiments.ocr_rescoring import figures
-from experiments.partial_reread import second_reads, with_second_look
+from experiments.partial_reread import cached_second_reads, with_second_look
 from training.evaluate import Example, image_f1_at
 from training.robustness import VARIANTS
 from training.script_errors import exit_on_user_error
 from wmstudio.runtime import Detector, Prediction
 from wmstudio.runtime.detector import pooled
 from wmstudio.runtime.second_view import SecondView
-from wmstudio.runtime.text_reading import TextReader
 
 
 def view_rows(detector: Detector, margin: float, rule: Rule, cache_dir: Path, wide_reads: bool) -> list[dict]:
     """Candidates and reads of every validation variant at ``margin``, with the wider second
     reads when the rule takes them (each cached in ``cache_dir``)."""
     cache = cache_dir / f"margin_{margin:.2f}.pkl"
-    second_cache = cache.with_name(cache.stem + "_second.pkl")
-    if wide_reads and second_cache.exists():
-        return pickle.loads(second_cache.read_bytes())
-    rows = rows_at(detector.network_only(), margin, rule, cache)
-    if wide_reads:
-        rows = second_reads(rows, rule, TextReader(), detector.decode_size)
-        second_cache.write_bytes(pickle.dumps(rows))
-    return rows
+    first_rows = partial(rows_at, detector.network_only(), margin, rule, cache)
+    return cached_second_reads(cache, first_rows, rule, detector.decode_size) if wide_reads else first_rows()
 
 
 def read_view(row: dict, rule: Rule, reread: tuple[float, float] | None) -> Example:

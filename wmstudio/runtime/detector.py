@@ -90,7 +90,8 @@ class Prediction:
 
 
 def pooled(detections: tuple[Detection, ...], iou_threshold: float) -> tuple[Detection, ...]:
-    """Several views' candidates as one list: a mark more than one found is kept once, at its best score."""
+    """Candidates of several runs (input sizes, views) as one list: a mark more than one found is
+    kept once, at its best score."""
     if not detections:
         return ()
     boxes = np.asarray([d.box for d in detections], dtype=float)
@@ -209,15 +210,15 @@ class Detector:
     def _view(self, rgb: Image.Image, margin: float, iou_threshold: float) -> tuple[Detection, ...]:
         """One look at the photo: the network at every input size inside ``margin``, then the reading."""
         runs = [self.candidates_at(rgb, size, iou_threshold, margin) for size in self.input_sizes]
-        boxes, scores, classes = (np.concatenate(parts) for parts in zip(*runs, strict=True))
-        if len(runs) > 1:  # the same mark found at two sizes is one mark, as within one size
-            keep = nms(boxes, scores, iou_threshold)[:MAX_DETECTIONS]
-            boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-        detections = [
+        detections = tuple(
             Detection(self.classes[int(c)], float(s), tuple(float(v) for v in b))
+            for boxes, scores, classes in runs
             for b, s, c in zip(boxes, scores, classes, strict=True)
-        ]
-        ranked = tuple(sorted(detections, key=lambda d: -d.score))
+        )
+        # the same mark found at two sizes is one mark, as within one size (and as across views)
+        ranked = (
+            pooled(detections, iou_threshold) if len(runs) > 1 else tuple(sorted(detections, key=lambda d: -d.score))
+        )
         if self.text_rescoring is not None and self.text_reader is not None:
             ranked = rescore_candidates(rgb, ranked, self.text_reader, self.text_rescoring)
         return ranked

@@ -98,7 +98,8 @@ class ModelInfo(BaseModel):
                 "imgsz": 320,
                 "input_sizes": [320, 416],
                 "input_margin": 0.0,
-                "second_view": {"input_margin": 0.08, "lowest": 0.1, "below": 0.7},
+                "second_view": {"input_margins": [0.04, 0.08], "lowest": 0.1, "below": 0.7},
+                "tile_view": {"grid": 2, "overlap": 0.25, "lowest": 0.05, "below": 0.7},
                 "threshold": 0.45,
                 "text_rescoring": {"floor": 0.15, "top": 3, "match": 0.75, "boost": 0.5, "damp": 0.3},
                 "metrics": {"val_f1": 0.9, "test_f1": 0.9},
@@ -115,6 +116,11 @@ class ModelInfo(BaseModel):
     second_view: dict | None = Field(
         default=None,
         description="When the network looks again in another surround (best score in [lowest, below)); null: never.",
+    )
+    tile_view: dict | None = Field(
+        default=None,
+        description="When the network looks at grid x grid overlapping tiles (best score in [lowest, below)); "
+        "null: never.",
     )
     threshold: float
     text_rescoring: dict | None = Field(

@@ -26,6 +26,7 @@ from tests.conftest import (
 )
 from wmstudio.registry import Registry
 from wmstudio.runtime.second_view import SecondView
+from wmstudio.runtime.tile_view import TileView
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 
@@ -63,6 +64,8 @@ def test_health_ready_and_model(api_server):
     assert model["input_margin"] == model["card"].get("input_margin", 0.0)
     views = SecondView.from_card(model["card"])
     assert model["second_view"] == (views.to_card() if views else None)
+    tiles = TileView.from_card(model["card"])
+    assert model["tile_view"] == (tiles.to_card() if tiles else None)
     assert model["version"] == ready.json()["model_version"]
 
 

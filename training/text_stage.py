@@ -8,7 +8,7 @@ reading, and for the network alone), measures test once and writes the card; the
 
     python -m training.text_stage v32 [--version v36] [--match 0.75 --boost 0.5 --damp 0.3] [--spot 0.3]
         [--cross-brand] [--unspotted 0.02] [--reread-part 0.3 --reread-margin-x 0.5] [--input-margin 0.04]
-        [--margin-x 0.1 --margin-y 0.25] [--second-view 0.04,0.08 0.1 0.7]
+        [--margin-x 0.1 --margin-y 0.25] [--second-view 0.04,0.08 0.1 0.7] [--tile-view 2 0.25 0.1 0.7]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from wmstudio import tracking
 from wmstudio.registry import Registry
 from wmstudio.runtime.second_view import SecondView
 from wmstudio.runtime.text_reading import TextRescoring
+from wmstudio.runtime.tile_view import TileView
 from wmstudio.settings import get_settings
 
 # Fields of the source card that describe its own release, not the new version's.
@@ -38,12 +39,14 @@ def register_text_stage(
     version: str | None = None,
     input_margin: float | None = None,
     second_view: SecondView | None = None,
+    tile_view: TileView | None = None,
 ) -> str:
     """Create the new version's folder and card (its threshold is the source's until released).
 
     ``input_margin`` (the letterbox's grey surround, :func:`wmstudio.runtime.preprocess.letterbox`)
-    and ``second_view`` (:mod:`wmstudio.runtime.second_view`) change how the same network sees the
-    photo, not its bytes; None keeps the source's.
+    ``second_view`` (:mod:`wmstudio.runtime.second_view`) and ``tile_view``
+    (:mod:`wmstudio.runtime.tile_view`) change how the same network sees the photo, not its bytes;
+    None keeps the source's.
     """
     card = registry.card(source)
     version = version or registry.reserve_version()
@@ -66,6 +69,8 @@ def register_text_stage(
         new_card["input_margin"] = input_margin
     if second_view is not None:
         new_card["second_view"] = second_view.to_card()
+    if tile_view is not None:
+        new_card["tile_view"] = tile_view.to_card()
     registry.write_card(version, new_card)
     return version
 
@@ -77,6 +82,15 @@ def parsed_second_view(margins: str, lowest: str, below: str) -> SecondView:
     except ValueError as exc:
         raise ValueError(f"--second-view takes MARGINS LOWEST BELOW as numbers: {exc}") from exc
     return SecondView(*numbers)
+
+
+def parsed_tile_view(grid: str, overlap: str, lowest: str, below: str) -> TileView:
+    """``--tile-view 2 0.25 0.1 0.7``: a ValueError names what is wrong."""
+    try:
+        numbers = int(grid), float(overlap), float(lowest), float(below)
+    except ValueError as exc:
+        raise ValueError(f"--tile-view takes GRID OVERLAP LOWEST BELOW as numbers: {exc}") from exc
+    return TileView(*numbers)
 
 
 @exit_on_user_error
@@ -109,9 +123,18 @@ def main() -> None:
         help="look again inside these surrounds (comma-separated, one view each) when the best score after "
         "reading is in [LOWEST, BELOW)",
     )
+    parser.add_argument(
+        "--tile-view",
+        nargs=4,
+        default=None,
+        metavar=("GRID", "OVERLAP", "LOWEST", "BELOW"),
+        help="look at GRID x GRID overlapping tiles too when the first view's best score after reading is in "
+        "[LOWEST, BELOW)",
+    )
     args = parser.parse_args()
     try:  # a bad band is named before any work
         second_view = parsed_second_view(*args.second_view) if args.second_view else None
+        tile_view = parsed_tile_view(*args.tile_view) if args.tile_view else None
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -133,7 +156,9 @@ def main() -> None:
         margin_y=args.margin_y,
     )
     data = default_data(settings.state_dir)  # missing data is named before a folder is created
-    version = register_text_stage(registry, args.source, rescoring, args.version, args.input_margin, second_view)
+    version = register_text_stage(
+        registry, args.source, rescoring, args.version, args.input_margin, second_view, tile_view
+    )
     card = calibrate_and_evaluate(registry, version, data)
     tracking.log_release(registry, version, settings)
     keys = ("version", "threshold", "network_threshold", "validation_f1", "metrics", "network_metrics")

@@ -14,7 +14,8 @@ tiled one stays at the scale the network was trained on. See ``experiments/multi
 how the sizes are chosen on validation. ``input_margin`` in the card surrounds the photo with grey
 inside the input, so marks at its edges are seen with context (``experiments/edge_margin.py``).
 ``second_view`` runs the network again inside other surrounds on photos the first pass leaves
-undecided, and pools the views (:mod:`wmstudio.runtime.second_view`).
+undecided, and pools the views (:mod:`wmstudio.runtime.second_view`); ``tile_view`` looks at
+overlapping tiles of such a photo, each at full input size (:mod:`wmstudio.runtime.tile_view`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from wmstudio.runtime.postprocess import MAX_DETECTIONS, decode_yolo, nms
 from wmstudio.runtime.preprocess import letterbox
 from wmstudio.runtime.second_view import SecondView
 from wmstudio.runtime.text_reading import TextReader, TextReaderUnavailable, TextRescoring, rescore_candidates
+from wmstudio.runtime.tile_view import TileView
 
 if TYPE_CHECKING:
     from wmstudio.registry import Registry
@@ -137,6 +139,7 @@ class Detector:
             raise ModelLoadError(f"model {version}: its text rescoring cannot load: {exc}") from exc
         try:
             self.second_view = SecondView.from_card(self.card)
+            self.tile_view = TileView.from_card(self.card)
         except ValueError as exc:
             raise ModelLoadError(f"model {version}: {exc}") from exc
         self._lock = threading.Lock()
@@ -205,6 +208,8 @@ class Detector:
         if self.second_view is not None and self.second_view.wanted(best):
             more = (d for margin in self.second_view.input_margins for d in self._view(rgb, margin, iou_threshold))
             ranked = pooled((*ranked, *more), iou_threshold)
+        if self.tile_view is not None and self.tile_view.wanted(best):
+            ranked = pooled((*ranked, *self._read(rgb, self.tile_candidates(rgb, iou_threshold))), iou_threshold)
         return Prediction(image.width, image.height, ranked)
 
     def _view(self, rgb: Image.Image, margin: float, iou_threshold: float) -> tuple[Detection, ...]:
@@ -219,16 +224,37 @@ class Detector:
         ranked = (
             pooled(detections, iou_threshold) if len(runs) > 1 else tuple(sorted(detections, key=lambda d: -d.score))
         )
+        return self._read(rgb, ranked)
+
+    def _read(self, rgb: Image.Image, ranked: tuple[Detection, ...]) -> tuple[Detection, ...]:
+        """A view's candidates after the reading (unchanged without one)."""
         if self.text_rescoring is not None and self.text_reader is not None:
-            ranked = rescore_candidates(rgb, ranked, self.text_reader, self.text_rescoring)
+            return rescore_candidates(rgb, ranked, self.text_reader, self.text_rescoring)
         return ranked
+
+    def tile_candidates(self, rgb: Image.Image, iou_threshold: float = 0.5) -> tuple[Detection, ...]:
+        """The network on each of the card's tiles at the training size, boxes in the photo's pixels:
+        pieces cut by a tile's inner edge dropped, the rest pooled (best first)."""
+        if self.tile_view is None:
+            return ()
+        found = []
+        for tile in self.tile_view.tiles(rgb.width, rgb.height):
+            boxes, scores, classes = self.candidates_at(rgb.crop(tile), self.imgsz, iou_threshold, 0.0)
+            boxes = boxes + np.asarray([tile[0], tile[1], tile[0], tile[1]], dtype=float)
+            keep = self.tile_view.whole_inside(boxes, tile, rgb.width, rgb.height)
+            found += [
+                Detection(self.classes[int(c)], float(s), tuple(float(v) for v in b))
+                for b, s, c in zip(boxes[keep], scores[keep], classes[keep], strict=True)
+            ]
+        return pooled(tuple(found), iou_threshold)
 
     def network_only(self) -> Detector:
         """This version without its text rescoring (sharing the loaded network): "the network alone"."""
         alone = copy.copy(self)
         alone.text_rescoring = None
         alone.text_reader = None
-        alone.second_view = None  # one pass: the second view is part of the pipeline, as the reading is
+        alone.second_view = None  # one pass: the extra views are part of the pipeline, as the reading is
+        alone.tile_view = None
         return alone
 
     def detect(self, image: Image.Image, min_score: float | None = None) -> list[Detection]:
@@ -254,6 +280,7 @@ class Detector:
             "input_sizes": list(self.input_sizes),
             "input_margin": self.input_margin,
             "second_view": self.second_view.to_card() if self.second_view else None,
+            "tile_view": self.tile_view.to_card() if self.tile_view else None,
             "threshold": self.threshold,
             "text_rescoring": self.text_rescoring.to_card() if self.text_rescoring else None,
             "metrics": self.card.get("metrics", {}),

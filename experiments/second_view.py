@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -85,11 +86,47 @@ def report(label: str, examples: list[Example], rows: list[dict], brands: tuple[
     cells = " ".join(f"{variant} {value:.3f}" for variant, value in per_variant.items())
     print(
         f"{label}: threshold {threshold:.2f}, pooled F1 {f1:.4f}, real F1 {entry['real_f1']:.3f}, other-agency FP "
-        f"{fp:.3f}, second view on {entry['second_view_share']:.2f} (real as published "
+        f"{fp:.3f}, extra looks on {entry['second_view_share']:.2f} (real as published "
         f"{entry['second_view_share_real_published']:.2f}) | {cells}",
         flush=True,
     )
     return entry
+
+
+@dataclass(frozen=True)
+class FirstView:
+    """A version's first view on every validation variant, read as the version reads it."""
+
+    detector: Detector
+    rule: Rule
+    reread: tuple[float, float] | None  # the wider second read's (part, width), when the reading has one
+    rows: list[dict]
+    examples: list[Example]
+
+    @classmethod
+    def of(cls, version: str | None, cache_dir: Path) -> FirstView:
+        detector, rule = reading_version(version)
+        rescoring = detector.text_rescoring
+        reread = (rescoring.reread_part, rescoring.reread_margin_x) if rescoring.reread_part is not None else None
+        rows = view_rows(detector, detector.input_margin, rule, cache_dir, reread is not None)
+        return cls(detector, rule, reread, rows, [read_view(row, rule, reread) for row in rows])
+
+    @property
+    def brands(self) -> tuple[str, ...]:
+        return tuple(self.detector.classes)
+
+    def read(self, rows: list[dict], cache_dir: Path) -> list[Example]:
+        """Another view's rows of the same photos, read the same way (caches of other photos end the run)."""
+        if any(
+            a["item"].sha256 != b["item"].sha256 or a["variant"] != b["variant"]
+            for a, b in zip(self.rows, rows, strict=True)
+        ):
+            raise SystemExit(f"the caches in {cache_dir} hold different photos; remove them")
+        return [read_view(row, self.rule, self.reread) for row in rows]
+
+    def surround(self, margin: float, cache_dir: Path) -> list[Example]:
+        """The view inside a grey surround of ``margin``, read."""
+        return self.read(view_rows(self.detector, margin, self.rule, cache_dir, self.reread is not None), cache_dir)
 
 
 @exit_on_user_error
@@ -101,34 +138,26 @@ def main() -> None:
     parser.add_argument("--bands", default="0:1,0.02:0.7,0.1:0.7,0.2:0.7", help="LOWEST:BELOW of the first view's best")
     args = parser.parse_args()
     args.cache_dir.mkdir(parents=True, exist_ok=True)
-    detector, rule = reading_version(args.version)
-    rescoring, brands = detector.text_rescoring, tuple(detector.classes)
-    reread = (rescoring.reread_part, rescoring.reread_margin_x) if rescoring.reread_part is not None else None
-    print(f"{detector.version}, validation; reading {rule}, second read {reread}")
-    first_rows = view_rows(detector, detector.input_margin, rule, args.cache_dir, reread is not None)
-    first = [read_view(row, rule, reread) for row in first_rows]
-    report(f"one view (margin {detector.input_margin:.2f})", first, first_rows, brands, [False] * len(first))
+    first = FirstView.of(args.version, args.cache_dir)
+    detector, brands = first.detector, first.brands
+    print(f"{detector.version}, validation; reading {first.rule}, second read {first.reread}")
+    one = f"one view (margin {detector.input_margin:.2f})"
+    report(one, first.examples, first.rows, brands, [False] * len(first.rows))
     views: dict[float, list[Example]] = {}
     for views_at in args.margins.split(","):
         margins = tuple(float(m) for m in views_at.split("+"))
         for margin in margins:
             if margin not in views:
-                rows = view_rows(detector, margin, rule, args.cache_dir, reread is not None)
-                if any(
-                    a["item"].sha256 != b["item"].sha256 or a["variant"] != b["variant"]
-                    for a, b in zip(first_rows, rows, strict=True)
-                ):
-                    raise SystemExit(f"the caches in {args.cache_dir} hold different photos; remove them")
-                views[margin] = [read_view(row, rule, reread) for row in rows]
+                views[margin] = first.surround(margin, args.cache_dir)
         for band in args.bands.split(","):
             lowest, below = (float(v) for v in band.split(":"))
             view = SecondView(margins, lowest, below)
             more = zip(*(views[m] for m in margins), strict=True)
-            pairs = [with_second_view(a, others, view) for a, others in zip(first, more, strict=True)]
+            pairs = [with_second_view(a, others, view) for a, others in zip(first.examples, more, strict=True)]
             report(
                 f"more views at margins {views_at} when best in [{lowest}, {below})",
                 [e for e, _ in pairs],
-                first_rows,
+                first.rows,
                 brands,
                 [t for _, t in pairs],
             )

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from experiments.keyword_spotting import Rule, reading_version, spotting_reading
+from experiments.keyword_spotting import Rule, spotting_reading
 from experiments.ocr_rescoring import read_candidates
 from experiments.partial_reread import cached_second_reads
-from experiments.second_view import read_view, report, view_rows, with_second_view
+from experiments.second_view import FirstView, report, with_second_view
 from training.evaluate import Example
 from training.release import default_sets
 from training.robustness import VARIANTS
@@ -75,10 +75,6 @@ def with_tiles(base: Example, first: Example, tiles: Example, view: TileView) ->
     return Example(base.item, Prediction(prediction.width, prediction.height, candidates)), True
 
 
-def same_photos(a: list[dict], b: list[dict]) -> bool:
-    return all(x["item"].sha256 == y["item"].sha256 and x["variant"] == y["variant"] for x, y in zip(a, b, strict=True))
-
-
 @exit_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -88,41 +84,28 @@ def main() -> None:
     parser.add_argument("--bands", default="0.02:0.7,0.1:0.7,0.1:0.9", help="LOWEST:BELOW of the first view's best")
     args = parser.parse_args()
     args.cache_dir.mkdir(parents=True, exist_ok=True)
-    detector, rule = reading_version(args.version)
-    rescoring, brands = detector.text_rescoring, tuple(detector.classes)
-    reread = (rescoring.reread_part, rescoring.reread_margin_x) if rescoring.reread_part is not None else None
-    wide = reread is not None
-    print(f"{detector.version}, validation; reading {rule}, second read {reread}, extra views {detector.second_view}")
-    first_rows = view_rows(detector, detector.input_margin, rule, args.cache_dir, wide)
-    first = [read_view(row, rule, reread) for row in first_rows]
-    base = first
+    first = FirstView.of(args.version, args.cache_dir)
+    detector, rule = first.detector, first.rule
+    print(f"{detector.version}, validation; reading {rule}, second read {first.reread}, views {detector.second_view}")
+    base = first.examples
     if detector.second_view is not None:
-        margins = detector.second_view.input_margins
-        extra = []
-        for margin in margins:
-            rows = view_rows(detector, margin, rule, args.cache_dir, wide)
-            if not same_photos(first_rows, rows):
-                raise SystemExit(f"the caches in {args.cache_dir} hold different photos; remove them")
-            extra.append([read_view(row, rule, reread) for row in rows])
+        extra = [first.surround(margin, args.cache_dir) for margin in detector.second_view.input_margins]
         more_views = zip(*extra, strict=True)
-        base = [with_second_view(a, more, detector.second_view)[0] for a, more in zip(first, more_views, strict=True)]
-    report(f"{detector.version} as released", base, first_rows, brands, [False] * len(base))
+        base = [with_second_view(a, more, detector.second_view)[0] for a, more in zip(base, more_views, strict=True)]
+    report(f"{detector.version} as released", base, first.rows, first.brands, [False] * len(base))
     for spec in args.tiles.split(","):
         grid, overlap = spec.split(":")
         tiles = TileView(int(grid), float(overlap))
-        rows = tile_rows(detector, tiles, rule, args.cache_dir, wide)
-        if not same_photos(first_rows, rows):
-            raise SystemExit(f"the caches in {args.cache_dir} hold different photos; remove them")
-        tiled = [read_view(row, rule, reread) for row in rows]
+        tiled = first.read(tile_rows(detector, tiles, rule, args.cache_dir, first.reread is not None), args.cache_dir)
         for band in args.bands.split(","):
             lowest, below = (float(v) for v in band.split(":"))
             view = replace(tiles, lowest=lowest, below=below)
-            pairs = [with_tiles(b, a, t, view) for b, a, t in zip(base, first, tiled, strict=True)]
+            pairs = [with_tiles(b, a, t, view) for b, a, t in zip(base, first.examples, tiled, strict=True)]
             report(
                 f"tiles {grid}x{grid} overlap {overlap} when best in [{lowest}, {below})",
                 [e for e, _ in pairs],
-                first_rows,
-                brands,
+                first.rows,
+                first.brands,
                 [t for _, t in pairs],
             )
 

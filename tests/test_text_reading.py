@@ -229,7 +229,9 @@ def test_a_version_with_text_rescoring_loads_it_and_offers_the_network_alone(tmp
     champion = json.loads((bundled_registry / "registry.json").read_text())["champion"]
     folder = tmp_path / "v99"
     shutil.copytree(bundled_registry / champion, folder)
+    views = ("second_view", "tile_view")  # more looks add candidates: here only the reading is compared
     card = json.loads((folder / "model_card.json").read_text())
+    card = {key: value for key, value in card.items() if key not in views}
     (folder / "model_card.json").write_text(json.dumps({**card, "text_rescoring": {"boost": 0.5}}))
     detector = Detector.from_version_dir(folder, threads=1)
     alone = detector.network_only()

@@ -35,6 +35,7 @@ from training.script_errors import exit_on_user_error
 from wmstudio.runtime import Detector, Prediction
 from wmstudio.runtime.detector import pooled
 from wmstudio.runtime.second_view import SecondView
+from wmstudio.runtime.tile_view import TileView
 
 
 def view_rows(detector: Detector, margin: float, rule: Rule, cache_dir: Path, wide_reads: bool) -> list[dict]:
@@ -52,14 +53,21 @@ def read_view(row: dict, rule: Rule, reread: tuple[float, float] | None) -> Exam
     return with_second_look(row, rule, *reread)[0]
 
 
+def pooled_when_undecided(
+    base: Example, first: Example, more: Sequence[Example], view: SecondView | TileView
+) -> tuple[Example, bool]:
+    """``base`` (what is pooled so far), or it and the ``more`` looks pooled when ``first`` (the first
+    view after the reading) leaves the photo undecided, as the runtime decides."""
+    if not view.wanted(max((c.score for c in first.prediction.candidates), default=0.0)):  # rows keep network order
+        return base, False
+    prediction = base.prediction
+    candidates = pooled((*prediction.candidates, *(c for e in more for c in e.prediction.candidates)), 0.5)
+    return Example(base.item, Prediction(prediction.width, prediction.height, candidates)), True
+
+
 def with_second_view(first: Example, more: Sequence[Example], view: SecondView) -> tuple[Example, bool]:
     """The first view, or it and the ``more`` views pooled when the first leaves the photo undecided."""
-    candidates = first.prediction.candidates
-    if not view.wanted(max((c.score for c in candidates), default=0.0)):  # the rows keep the network's order
-        return first, False
-    prediction = first.prediction
-    pooled_candidates = pooled((*candidates, *(c for e in more for c in e.prediction.candidates)), 0.5)
-    return Example(first.item, Prediction(prediction.width, prediction.height, pooled_candidates)), True
+    return pooled_when_undecided(first, first, more, view)
 
 
 def report(label: str, examples: list[Example], rows: list[dict], brands: tuple[str, ...], taken: list[bool]) -> dict:

@@ -25,13 +25,12 @@ from PIL import Image
 from experiments.keyword_spotting import Rule, spotting_reading
 from experiments.ocr_rescoring import read_candidates
 from experiments.partial_reread import cached_second_reads
-from experiments.second_view import FirstView, report, with_second_view
+from experiments.second_view import FirstView, pooled_when_undecided, report, with_second_view
 from training.evaluate import Example
 from training.release import default_sets
 from training.robustness import VARIANTS
 from training.script_errors import exit_on_user_error
 from wmstudio.runtime import Detector, Prediction
-from wmstudio.runtime.detector import pooled
 from wmstudio.runtime.text_reading import TextReader
 from wmstudio.runtime.tile_view import TileView
 from wmstudio.settings import get_settings
@@ -68,11 +67,7 @@ def tile_rows(detector: Detector, tiles: TileView, rule: Rule, cache_dir: Path, 
 
 def with_tiles(base: Example, first: Example, tiles: Example, view: TileView) -> tuple[Example, bool]:
     """``base`` (what the version already pools), with the tiles pooled in when ``first`` is undecided."""
-    if not view.wanted(max((c.score for c in first.prediction.candidates), default=0.0)):
-        return base, False
-    prediction = base.prediction
-    candidates = pooled((*prediction.candidates, *tiles.prediction.candidates), 0.5)
-    return Example(base.item, Prediction(prediction.width, prediction.height, candidates)), True
+    return pooled_when_undecided(base, first, [tiles], view)
 
 
 @exit_on_user_error

@@ -215,16 +215,19 @@ class Detector:
     def _view(self, rgb: Image.Image, margin: float, iou_threshold: float) -> tuple[Detection, ...]:
         """One look at the photo: the network at every input size inside ``margin``, then the reading."""
         runs = [self.candidates_at(rgb, size, iou_threshold, margin) for size in self.input_sizes]
-        detections = tuple(
-            Detection(self.classes[int(c)], float(s), tuple(float(v) for v in b))
-            for boxes, scores, classes in runs
-            for b, s, c in zip(boxes, scores, classes, strict=True)
-        )
+        detections = tuple(d for boxes, scores, classes in runs for d in self._detections(boxes, scores, classes))
         # the same mark found at two sizes is one mark, as within one size (and as across views)
         ranked = (
             pooled(detections, iou_threshold) if len(runs) > 1 else tuple(sorted(detections, key=lambda d: -d.score))
         )
         return self._read(rgb, ranked)
+
+    def _detections(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> list[Detection]:
+        """One run's arrays as named detections."""
+        return [
+            Detection(self.classes[int(c)], float(s), tuple(float(v) for v in b))
+            for b, s, c in zip(boxes, scores, classes, strict=True)
+        ]
 
     def _read(self, rgb: Image.Image, ranked: tuple[Detection, ...]) -> tuple[Detection, ...]:
         """A view's candidates after the reading (unchanged without one)."""
@@ -242,10 +245,7 @@ class Detector:
             boxes, scores, classes = self.candidates_at(rgb.crop(tile), self.imgsz, iou_threshold, 0.0)
             boxes = boxes + np.asarray([tile[0], tile[1], tile[0], tile[1]], dtype=float)
             keep = self.tile_view.whole_inside(boxes, tile, rgb.width, rgb.height)
-            found += [
-                Detection(self.classes[int(c)], float(s), tuple(float(v) for v in b))
-                for b, s, c in zip(boxes[keep], scores[keep], classes[keep], strict=True)
-            ]
+            found += self._detections(boxes[keep], scores[keep], classes[keep])
         return pooled(tuple(found), iou_threshold)
 
     def network_only(self) -> Detector:

@@ -83,6 +83,8 @@ class Rule:
     top: int = 3
     cross_brand: bool = False
     unspotted: float | None = None  # text spotting no brand above this is damped at any confidence
+    faint_spot: float | None = None  # the candidate's own brand spotted from this (under ``spot``) ...
+    faint_boost: float = 0.3  # ... lifts it by this instead of any damping
 
     @classmethod
     def of(cls, rescoring: TextRescoring) -> Rule:
@@ -97,6 +99,8 @@ class Rule:
             top=rescoring.top,
             cross_brand=rescoring.cross_brand,
             unspotted=rescoring.unspotted,
+            faint_spot=rescoring.faint_spot,
+            faint_boost=rescoring.faint_boost,
         )
 
     def says(self, read: dict, brand: str) -> bool:
@@ -136,6 +140,8 @@ def rescored(row: dict, rule: Rule) -> Example:
             if brand is not None:
                 candidate = replace(candidate, brand=brand)
                 score = 1 - (1 - score) * (1 - rule.boost)
+            elif rule.faint_spot is not None and read["spots"][candidate.brand] >= rule.faint_spot:
+                score = 1 - (1 - score) * (1 - rule.faint_boost)
             elif len(read["text"].strip()) >= 3 and (
                 read["conf"] >= rule.min_confidence
                 or (rule.unspotted is not None and max(read["spots"].values()) < rule.unspotted)

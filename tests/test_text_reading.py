@@ -86,6 +86,37 @@ def test_unspotted_damps_half_confident_text_that_spells_no_brand_and_nothing_el
     assert rule.rescored(0.5, "rumah123", "SCenury2i", 0.59, spotted=0.01) == 0.5  # other brands not spotted
 
 
+def test_faint_spot_lifts_a_half_read_brand_by_the_smaller_boost_instead_of_any_damping():
+    rule = TextRescoring(spot=0.3, boost=0.8, unspotted=0.02, faint_spot=0.05, faint_boost=0.3)
+    assert rule.rescored(0.5, "rumah123", "Rurnal12", 0.59, spotted=0.1, best_spotted=0.1) == pytest.approx(0.65)
+    assert rule.rescored(0.5, "rumah123", "Rurnal12", 0.95, spotted=0.1, best_spotted=0.1) == pytest.approx(0.65)
+    assert rule.rescored(0.5, "rumah123", "rumah123", 0.9, spotted=0.4, best_spotted=0.4) == pytest.approx(0.9)
+    assert rule.rescored(0.5, "rumah123", "SCenury2i", 0.59, spotted=0.04, best_spotted=0.04) == 0.5  # under both
+    assert rule.rescored(0.5, "rumah123", "SCenury2i", 0.59, spotted=0.01, best_spotted=0.01) == pytest.approx(0.35)
+    assert rule.rescored(0.5, "rumah123", "", 0.0, spotted=None) == 0.5  # no frames: nothing spotted faintly
+    off = TextRescoring(spot=0.3, boost=0.8)  # off by default: confident other text is damped
+    assert off.rescored(0.5, "rumah123", "Rurnal12", 0.95, spotted=0.1, best_spotted=0.1) == pytest.approx(0.35)
+
+
+def test_the_experiments_rule_reads_a_cached_candidate_as_the_runtime_rescores_it():
+    from experiments.keyword_spotting import Rule, rescored
+    from wmstudio.runtime import Prediction
+
+    runtime = TextRescoring(spot=0.3, boost=0.8, unspotted=0.02, faint_spot=0.05, faint_boost=0.3, floor=0.05)
+    rule = Rule.of(runtime)
+    for text, conf, spots in [
+        ("Rurnal12", 0.9, {"rumah123": 0.1, "99co": 0.0}),  # faint
+        ("rumah123", 0.9, {"rumah123": 0.6, "99co": 0.0}),  # spotted
+        ("SCenury2i", 0.59, {"rumah123": 0.01, "99co": 0.0}),  # spells no brand
+        ("SCenury2i", 0.59, {"rumah123": 0.03, "99co": 0.0}),  # half-confident, unchanged
+    ]:
+        box = (10.0, 10.0, 90.0, 30.0)
+        read = {"box": box, "brand": "rumah123", "text": text, "conf": conf, "spot": spots["rumah123"], "spots": spots}
+        row = {"item": None, "prediction": Prediction(100, 40, (Detection("rumah123", 0.5, box),)), "reads": [read]}
+        expected = runtime.rescored(0.5, "rumah123", text, conf, spots["rumah123"], max(spots.values()))
+        assert rescored(row, rule).prediction.candidates[0].score == pytest.approx(expected), text
+
+
 def test_card_section_round_trips_and_rejects_unknown_settings():
     assert TextRescoring.from_card({}) is None
     rule = TextRescoring.from_card({"text_rescoring": {"boost": 0.4}})

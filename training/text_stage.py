@@ -7,7 +7,8 @@ reading, and for the network alone), measures test once and writes the card; the
 (``python -m experiments.ocr_rescoring``).
 
     python -m training.text_stage v32 [--version v36] [--match 0.75 --boost 0.5 --damp 0.3] [--spot 0.3]
-        [--cross-brand] [--unspotted 0.02] [--reread-part 0.3 --reread-margin-x 0.5] [--input-margin 0.04]
+        [--cross-brand] [--unspotted 0.02] [--reread-part 0.3 --reread-margin-x 0.5] [--faint 0.05 0.3]
+        [--input-margin 0.04]
         [--margin-x 0.1 --margin-y 0.25] [--second-view 0.04,0.08 0.1 0.7] [--tile-view 2 0.25 0.1 0.7]
 """
 
@@ -113,6 +114,14 @@ def main() -> None:
         "--reread-part", type=float, default=None, help="with --spot: read again wider when part of a name spots this"
     )
     parser.add_argument(
+        "--faint",
+        nargs=2,
+        type=float,
+        default=None,
+        metavar=("SPOT", "BOOST"),
+        help="with --spot: lift a candidate whose own brand spots from SPOT (under --spot) by BOOST",
+    )
+    parser.add_argument(
         "--input-margin", type=float, default=None, help="grey surround of the network's input, a share of its side"
     )
     parser.add_argument(
@@ -152,6 +161,7 @@ def main() -> None:
         unspotted=args.unspotted,
         reread_part=args.reread_part,
         reread_margin_x=args.reread_margin_x,
+        **({"faint_spot": args.faint[0], "faint_boost": args.faint[1]} if args.faint else {}),
         margin_x=args.margin_x,
         margin_y=args.margin_y,
     )

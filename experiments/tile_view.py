@@ -87,7 +87,7 @@ def main() -> None:
         extra = [first.surround(margin, args.cache_dir) for margin in detector.second_view.input_margins]
         more_views = zip(*extra, strict=True)
         base = [with_second_view(a, more, detector.second_view)[0] for a, more in zip(base, more_views, strict=True)]
-    report(f"{detector.version} as released", base, first.rows, first.brands, [False] * len(base))
+    report(f"{detector.version}, its views without tiles", base, first.rows, first.brands, [False] * len(base))
     for spec in args.tiles.split(","):
         grid, overlap = spec.split(":")
         tiles = TileView(int(grid), float(overlap))

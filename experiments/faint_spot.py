@@ -24,7 +24,6 @@ from experiments.second_view import FirstView, read_view, report, view_rows, wit
 from experiments.tile_view import tile_rows, with_tiles
 from training.evaluate import Example
 from training.script_errors import exit_on_user_error
-from wmstudio.runtime.tile_view import TileView
 
 
 class AllLooks:
@@ -35,10 +34,8 @@ class AllLooks:
         detector, wide = first.detector, first.reread is not None
         margins = detector.second_view.input_margins if detector.second_view is not None else ()
         self.surrounds = [view_rows(detector, margin, first.rule, cache_dir, wide) for margin in margins]
-        tiles = detector.tile_view
-        self.tiles = None
-        if tiles is not None:
-            self.tiles = tile_rows(detector, TileView(tiles.grid, tiles.overlap), first.rule, cache_dir, wide)
+        tiles = detector.tile_view  # its band decides nothing here: the tiles of every photo are cached
+        self.tiles = tile_rows(detector, tiles, first.rule, cache_dir, wide) if tiles is not None else None
 
     def pooled(self, rule: Rule) -> tuple[list[Example], list[bool]]:
         """Every look read by ``rule`` and pooled as the version pools them; whether extra looks were taken."""

@@ -170,8 +170,7 @@ def test_a_candidate_spelling_half_the_name_is_read_again_wider_and_nothing_else
     second_look = TextRescoring(spot=0.3, reread_part=0.3, reread_margin_x=0.7)
     assert TextRescoring.from_card({"text_rescoring": second_look.to_card()}) == second_look
     reads = []
-    first_read = reader.probabilities
-    monkeypatch.setattr(reader, "probabilities", lambda crop: reads.append(crop.width) or first_read(crop))
+    monkeypatch.setattr(reader, "tensor", lambda crop: reads.append(crop.width) or TextReader.tensor(crop))
     (once,) = rescore_candidates(image, (half,), reader, TextRescoring(spot=0.3))
     assert once.score <= 0.5 and len(reads) == 1
     (twice,) = rescore_candidates(image, (half,), reader, second_look)
@@ -195,6 +194,23 @@ def test_keyword_score_of_a_real_reading_separates_the_brand_from_other_names(re
     assert keyword_score(brand, reader.alphabet, "rumah123") > 0.9
     assert keyword_score(other, reader.alphabet, "rumah123") < 0.3
     assert reader.decode(brand) == reader.read(reading_crop(*_wordmark("rumah123")))
+
+
+def test_crops_of_one_padded_width_are_read_in_one_call_exactly_as_one_by_one(reader, monkeypatch):
+    short_a = reading_crop(*_wordmark("rumah123"))
+    short_b = reading_crop(*_wordmark("Ray White"))
+    long_image, long_box = _wordmark("rumah123 rumah123 rumah123 rumah123", size=(1400, 200))
+    long = reading_crop(long_image, long_box)  # wider than the 320 px padding: a width of its own
+    crops = [short_a, long, short_b]
+    assert len({reader.tensor(crop).shape[-1] for crop in crops}) == 2
+    one_by_one = [reader.probabilities(crop) for crop in crops]
+    calls = []
+    run = reader.session.run
+    monkeypatch.setattr(reader.session, "run", lambda *a, **k: calls.append(1) or run(*a, **k), raising=False)
+    together = reader.probabilities_of(crops)
+    assert len(calls) == 2  # the two short crops share a call, the long one has its own
+    assert all(np.array_equal(a, b) for a, b in zip(one_by_one, together, strict=True))
+    assert reader.probabilities_of([]) == []
 
 
 def test_rescore_candidates_reads_only_the_best_above_the_floor(reader):

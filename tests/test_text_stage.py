@@ -23,7 +23,10 @@ def test_the_new_version_shares_the_network_and_carries_the_rescoring(tmp_path, 
     source = registry.champion()
     version = register_text_stage(registry, source, TextRescoring(boost=0.4, spot=0.3), version="v99")
     folder, origin = registry.path(version), registry.path(source)
-    assert (folder / "model.onnx").read_bytes() == (origin / "model.onnx").read_bytes()
+    new, old = Detector.from_version_dir(folder), Detector.from_version_dir(origin)
+    assert new.batched  # the copy's batch is freed, so the runtime can batch its extra looks
+    tensor = np.random.default_rng(0).random((1, 3, new.imgsz, new.imgsz), dtype=np.float32)
+    assert np.abs(new.raw(tensor) - old.raw(tensor)).max() <= 1e-4  # the same network
     card, source_card = registry.card(version), registry.card(source)
     assert card["version"] == "v99" and card["parent"] == source
     assert card["text_rescoring"]["boost"] == 0.4 and card["recipe"]["text_rescoring_from"] == source
@@ -43,7 +46,11 @@ def test_an_input_margin_travels_on_the_card_and_the_same_mark_is_found_in_place
     surrounded = Detector.from_version_dir(registry.path(version)).network_only()
     plain = Detector.from_version_dir(registry.path(source)).network_only()
     assert surrounded.describe()["input_margin"] == 0.06 and plain.input_margin == 0.0
-    image = Image.open(synthetic_examples(tmp_path / "examples")[0]).convert("RGB")  # a Rumah123 mark
+    # the Rumah123 and the 99.co example (drawn in the machine's fonts): the one the network finds best
+    paths = synthetic_examples(tmp_path / "examples")[:2]
+    marked = [(Image.open(path).convert("RGB"), brand) for path, brand in zip(paths, ("rumah123", "99co"), strict=True)]
+    image, brand = max(marked, key=lambda pair: plain.predict(pair[0]).brand_scores().get(pair[1], 0.0))
     ours, theirs = surrounded.predict(image).candidates[0], plain.predict(image).candidates[0]
-    assert ours.brand == theirs.brand == "rumah123" and ours.score != theirs.score  # other pixels, same mark
+    assert theirs.brand == brand and theirs.score >= 0.3, "the network alone missed both examples"
+    assert ours.brand == theirs.brand and ours.score != theirs.score  # other pixels, same mark
     assert iou_matrix(np.asarray([ours.box]), np.asarray([theirs.box]))[0, 0] > 0.7  # mapped back to the photo

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from training.onnx_batch import free_batch
 from wmstudio.offline import apply_offline_env
 from wmstudio.registry import Registry
 
@@ -16,8 +17,9 @@ from wmstudio.registry import Registry
 def export_onnx(weights: Path, imgsz: int, out_path: Path, dynamic: bool = False) -> Path:
     """ONNX simplified with onnxslim, opset Ultralytics picks.
 
-    Static (1×3×imgsz×imgsz) by default; ``dynamic`` leaves batch, height and width free, for a
-    version that runs its network at several input sizes (the outputs at ``imgsz`` are the same).
+    Static height and width (imgsz×imgsz) by default, with the batch freed afterwards
+    (:mod:`training.onnx_batch`); ``dynamic`` leaves batch, height and width free, for a version
+    that runs its network at several input sizes (the outputs at ``imgsz`` are the same).
     """
     apply_offline_env()
     from ultralytics import YOLO
@@ -29,7 +31,7 @@ def export_onnx(weights: Path, imgsz: int, out_path: Path, dynamic: bool = False
         shutil.copyfile(weights, copy)
         exported = Path(YOLO(str(copy)).export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=True))
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(exported, out_path)
+        free_batch(exported, out_path)  # the runtime batches its extra looks (a dynamic export is copied)
     return out_path
 
 

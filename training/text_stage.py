@@ -1,9 +1,10 @@
 """A new version: a registered version's network plus text rescoring of its candidates, released as usual.
 
-The network's bytes are copied, not re-exported, so the new version's network alone is exactly
-the source's. The release then chooses the threshold on the validation variants (with the
-reading, and for the network alone), measures test once and writes the card; the gate and
-``wmstudio models promote`` take it from there. The rescoring settings come from validation
+The network is copied, not re-exported, so the new version's network alone is exactly the
+source's; a static batch is freed on the way (:mod:`training.onnx_batch`, outputs verified equal)
+so the runtime can batch its extra looks. The release then chooses the threshold on the
+validation variants (with the reading, and for the network alone), measures test once and writes
+the card; the gate and ``wmstudio models promote`` take it from there. The rescoring settings come from validation
 (``python -m experiments.ocr_rescoring``).
 
     python -m training.text_stage v32 [--version v36] [--match 0.75 --boost 0.5 --damp 0.3] [--spot 0.3]
@@ -20,6 +21,7 @@ import logging
 import shutil
 from datetime import UTC, datetime
 
+from training.onnx_batch import free_batch
 from training.release import calibrate_and_evaluate, default_data
 from training.script_errors import exit_on_user_error
 from wmstudio import tracking
@@ -53,7 +55,7 @@ def register_text_stage(
     version = version or registry.reserve_version()
     folder = registry.root / version
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(registry.path(source) / "model.onnx", folder / "model.onnx")
+    free_batch(registry.path(source) / "model.onnx", folder / "model.onnx")  # the same outputs, verified
     weights = registry.path(source) / "model.pt"
     if weights.exists():  # warm starts from the new version train the same network
         shutil.copyfile(weights, folder / "model.pt")

@@ -225,6 +225,22 @@ class TextReader:
         """Per frame (about 8 px of the resized crop), the probability of every character."""
         return self.session.run(None, {self.input_name: self.tensor(crop)})[0][0]
 
+    def probabilities_of(self, crops: Sequence[Image.Image]) -> list[np.ndarray]:
+        """:meth:`probabilities` of several crops, those padded to one width read in one call.
+
+        Only equal padded widths share a call: padding a crop wider than it alone would be
+        changes what the recogniser's global mixing sees, so it could change the reading.
+        """
+        tensors = [self.tensor(crop) for crop in crops]
+        by_width: dict[int, list[int]] = {}
+        for index, tensor in enumerate(tensors):
+            by_width.setdefault(tensor.shape[-1], []).append(index)
+        found: dict[int, np.ndarray] = {}
+        for indices in by_width.values():
+            batch = np.concatenate([tensors[i] for i in indices])
+            found |= dict(zip(indices, self.session.run(None, {self.input_name: batch})[0], strict=True))
+        return [found[index] for index in range(len(crops))]
+
     def read(self, crop: Image.Image) -> tuple[str, float]:
         return self.decode(self.probabilities(crop))
 
@@ -312,10 +328,12 @@ def _named_when_read_wider(
     return rescoring.other_brand(candidate.brand, spots)
 
 
-def _rescored_candidate(image: Image.Image, candidate, reader: TextReader, rescoring: TextRescoring):
-    """One candidate read and rescored: boosted (perhaps relabelled) when its text names a brand,
-    damped when it says something else, unchanged when unreadable."""
-    probabilities = reader.probabilities(reading_crop(image, candidate.box, rescoring.margin_x, rescoring.margin_y))
+def _rescored_candidate(
+    image: Image.Image, candidate, reader: TextReader, rescoring: TextRescoring, probabilities: np.ndarray
+):
+    """One candidate read (``probabilities`` of its reading crop) and rescored: boosted (perhaps
+    relabelled) when its text names a brand, damped when it says something else, unchanged when
+    unreadable."""
     text, confidence = reader.decode(probabilities)
     if rescoring.spot is None:
         return replace(candidate, score=rescoring.rescored(candidate.score, candidate.brand, text, confidence))
@@ -339,5 +357,10 @@ def rescore_candidates(image: Image.Image, candidates: tuple, reader: TextReader
     """The candidates with the best few read and rescored, best first again."""
     ranked = sorted(candidates, key=lambda d: -d.score)
     read = [d for d in ranked[: rescoring.top] if d.score >= rescoring.floor]
-    changed = {id(candidate): _rescored_candidate(image, candidate, reader, rescoring) for candidate in read}
+    crops = [reading_crop(image, candidate.box, rescoring.margin_x, rescoring.margin_y) for candidate in read]
+    readings = reader.probabilities_of(crops) if crops else []
+    changed = {
+        id(candidate): _rescored_candidate(image, candidate, reader, rescoring, probabilities)
+        for candidate, probabilities in zip(read, readings, strict=True)
+    }
     return tuple(sorted((changed.get(id(d), d) for d in ranked), key=lambda d: -d.score))

@@ -133,13 +133,14 @@ class LoopSteps:
         return TrainOutcome(version, card.get("metrics", {}), data_version, count)
 
     def champion_metrics(self, champion: str, run_dir: Path) -> dict:
-        """The champion re-evaluated on today's validation variants (the data the challenger is judged on)."""
+        """The champion re-evaluated on today's validation variants (the data the challenger is judged on),
+        its threshold chosen there by the release's rule, as the challenger's was."""
         from training.release import evaluate_version
 
         try:
-            return evaluate_version(self.registry, champion, self.settings.state_dir, "val", run_dir / "champion")[
-                "metrics"
-            ]
+            return evaluate_version(
+                self.registry, champion, self.settings.state_dir, "val", run_dir / "champion", recalibrate=True
+            )["metrics"]
         except FileNotFoundError:
             return self.registry.card(champion).get("metrics", {})
 

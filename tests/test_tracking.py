@@ -364,14 +364,23 @@ def test_promote_re_measures_the_champion_on_the_data_the_challenger_was_measure
     for version in ("v1", "v2"):
         shutil.copytree(bundled_registry / champion, settings.registry_dir / version)
         registry.write_card(version, card | {"version": version, "evaluation_data_version": here})
-    measured = evaluate_version(registry, "v2", settings.state_dir, "val", tmp_path / "v2-val")["metrics"]
-    registry.write_card("v2", registry.card("v2") | {"metrics": measured})
-    # v1's card: higher figures from another machine's validation photos
+    released = evaluate_version(registry, "v2", settings.state_dir, "val", tmp_path / "v2-val", recalibrate=True)
+    measured, threshold = released["metrics"], released["thresholds"]["pipeline"]
+    registry.write_card("v2", registry.card("v2") | {"metrics": measured, "threshold": threshold})
+    # v1's card: higher figures from another machine's validation photos, and a threshold chosen
+    # there that this data's rule would not pick (at it the same network would score otherwise)
+    other = 0.01 if threshold > 0.5 else 0.95
     registry.write_card("v1", card | {"version": "v1", "evaluation_data_version": "other+machine"})
-    registry.write_card("v1", registry.card("v1") | {"metrics": measured | {"val_f1": 0.99}})
+    registry.write_card("v1", registry.card("v1") | {"metrics": measured | {"val_f1": 0.99}, "threshold": other})
+    at_its_own = evaluate_version(registry, "v1", settings.state_dir, "val", tmp_path / "v1-val")
+    assert at_its_own["thresholds"]["pipeline"] == other and at_its_own["metrics"] != measured
     registry.promote("v1", "first")
     promoted = run_cli("models", "promote", "v2", "--reason", "same network", env=_env(settings))
     assert promoted.returncode == 0, promoted.stderr
     assert "re-measuring v1" in promoted.stderr and Registry(settings.registry_dir).champion() == "v2"
     report = json.loads((settings.state_dir / "gate" / "v1-for-v2" / "evaluate_val.json").read_text())
-    assert report["data_version"] == here and report["metrics"] == measured  # the same network, the same data
+    assert report["data_version"] == here and report["recalibrated"] and report["card_threshold"] == other
+    # the same network on the same data, its threshold by the same rule: the same figures
+    assert report["thresholds"]["pipeline"] == threshold and report["metrics"] == measured
+    with pytest.raises(ValueError, match="only validation"):
+        evaluate_version(registry, "v1", settings.state_dir, "test", tmp_path / "v1-test", recalibrate=True)

@@ -68,7 +68,17 @@ def commands() -> dict[str, list[str]]:
     return launched
 
 
+def _stop_on_term(signum: int, frame: object) -> None:
+    """SIGTERM (``docker stop``, systemd, a CI runner) stops the services as Ctrl-C does.
+
+    Python's default for SIGTERM ends the launcher at once, without its ``finally``: the API,
+    dashboard, demo and Label Studio then ran on, holding their ports.
+    """
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_term)
     settings = get_settings()
     apply_offline_env(settings.state_dir)
     env = {**os.environ, "WMSTUDIO_API_URL": f"http://{settings.api_host}:{settings.api_port}"}

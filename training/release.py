@@ -202,10 +202,9 @@ def evaluate_version(
 
     At the card's threshold by default. ``recalibrate`` (validation only) chooses the threshold
     on these photos by the release's rule instead: the operating point a release on this data
-    would give it. The gate re-measures a champion so, because its card's threshold was chosen
-    on other renderings and may break the alarm cap on these (v47's 0.56 let 3.9 % through on a
-    set drawn without the Liberation fonts, where the rule picks 0.64): at that threshold a
-    challenger making the very same decisions, released by the rule, lost on F1.
+    would give it. The gate re-measures a champion so, because its card's threshold was chosen on
+    other renderings and may break the alarm cap on these; compared there, a challenger making
+    the champion's very decisions could lose (docs/training.md, "The promotion gate").
     """
     if recalibrate and split != "val":
         raise ValueError(f"only validation may choose a threshold, not {split!r}")

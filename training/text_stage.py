@@ -4,8 +4,8 @@ The network is copied, not re-exported, so the new version's network alone is ex
 source's; a static batch is freed on the way (:mod:`training.onnx_batch`, outputs verified equal)
 so the runtime can batch its extra looks. The release then chooses the threshold on the
 validation variants (with the reading, and for the network alone), measures test once and writes
-the card; the gate and ``wmstudio models promote`` take it from there. The rescoring settings come from validation
-(``python -m experiments.ocr_rescoring``).
+the card; the gate and ``wmstudio models promote`` take it from there. The rescoring settings
+come from validation (``python -m experiments.ocr_rescoring``).
 
     python -m training.text_stage v32 [--version v36] [--match 0.75 --boost 0.5 --damp 0.3] [--spot 0.3]
         [--cross-brand] [--unspotted 0.02] [--reread-part 0.3 --reread-margin-x 0.5] [--faint 0.05 0.3]

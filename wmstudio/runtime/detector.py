@@ -133,8 +133,8 @@ class Detector:
         self.extra_sizes = tuple(int(size) for size in extra_sizes)
         self.input_margin = float(self.card.get("input_margin", 0.0))
         self._check_input_shape()
-        # A dynamic batch runs several looks at one size (surrounds, tiles) in one call, which on
-        # 2 cores costs about three quarters of running them one by one, with the same outputs.
+        # A dynamic batch runs several looks at one size (surrounds, tiles) in one call, with the
+        # same outputs: four tiles took 66 ms against 72 ms one by one on 2 cores.
         self.batched = not isinstance(self.session.get_inputs()[0].shape[0], int)
         try:
             self.text_rescoring = TextRescoring.from_card(self.card)

@@ -16,6 +16,7 @@ from training.yolo_data import Source, write_yolo_dataset
 from wmstudio.data.ingest import ingest
 from wmstudio.data.manifest import Manifest
 from wmstudio.data.splits import assign_splits
+from wmstudio.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,49 @@ class PreparedData:
     synthetic: Manifest
     synthetic_dir: Path
     data_yaml: Path
+    validation_draws: tuple[tuple[Manifest, Path], ...] = ()  # more synthetic validation (see below)
+
+
+def validation_draw_dirs(synthetic_dir: Path, draws: int) -> list[Path]:
+    """Where the extra synthetic validation draws of ``synthetic_dir``'s recipe live (``draws - 1`` of them).
+
+    One draw of 450 photos fixed v47's threshold only to about ±0.05 (other seeds' rules picked
+    0.53 and 0.63; ``experiments.threshold_stability``): the alarm cap rests on about a hundred
+    rendered competitor marks. Draw ``k`` renders the same validation houses and real negatives
+    with seed ``seed + k``: new marks, fonts, places and competitors, and no train house.
+    """
+    return [synthetic_dir.parent / "validation-draws" / f"{synthetic_dir.name}-draw{k}" for k in range(1, draws)]
+
+
+def build_validation_draws(
+    synthetic_dir: Path,
+    houses_dir: Path,
+    real: Manifest,
+    real_dir: Path,
+    count: int,
+    seed: int,
+    draws: int,
+    config: SynthConfig | None = None,
+) -> tuple[tuple[Manifest, Path], ...]:
+    """Build (or find up to date) the validation-only draws of :func:`validation_draw_dirs`."""
+    built: list[tuple[Manifest, Path]] = []
+    if count <= 0:
+        return ()
+    for k, folder in enumerate(validation_draw_dirs(synthetic_dir, draws), start=1):
+        log.info("validation draw %d of %d: %s", k + 1, draws, folder)
+        manifest = build_synthetic(folder, houses_dir, real, real_dir, {"val": count}, seed + k, config=config)
+        built.append((manifest, folder))
+    return tuple(built)
+
+
+def load_validation_draws(synthetic_dir: Path, draws: int) -> tuple[tuple[Manifest, Path], ...]:
+    """The draws on disk, in order, stopping at the first missing one (so a version names what it used)."""
+    found = []
+    for folder in validation_draw_dirs(synthetic_dir, draws):
+        if not (folder / "manifest.json").exists():
+            break
+        found.append((Manifest.load(folder), folder))
+    return tuple(found)
 
 
 def prepare_real(listings_dir: Path, datasets_dir: Path, seed: int = 0) -> tuple[Manifest, Path]:
@@ -80,11 +124,14 @@ def prepare_default_data(
     seed: int = 0,
     config: SynthConfig | None = None,
     real_positive_repeats: int = REAL_POSITIVE_REPEATS,
+    validation_draws: int | None = None,
 ) -> PreparedData:
     """Everything the default training run needs, under ``state_dir``.
 
     ``real_positive_repeats`` sets how often each real train photo with a mark appears per
     epoch: a few real photos among thousands of synthetic ones are otherwise drowned out.
+    ``validation_draws`` (default: the settings') is how many synthetic validation draws the
+    release pools to choose the threshold.
     """
     datasets = state_dir / "datasets"
     real, real_dir = prepare_real(data_dir / "listings", datasets, seed)
@@ -105,4 +152,15 @@ def prepare_default_data(
         ],
         yolo_dir(state_dir, synthetic_dir, real_positive_repeats),
     )
-    return PreparedData(real, real_dir, synthetic, synthetic_dir, data_yaml)
+    counts = synth_counts or DEFAULT_SYNTH_COUNTS
+    draws = build_validation_draws(
+        synthetic_dir,
+        data_dir / "houses",
+        real,
+        real_dir,
+        counts.get("val", 0),
+        seed,
+        validation_draws or get_settings().validation_draws,
+        config,
+    )
+    return PreparedData(real, real_dir, synthetic, synthetic_dir, data_yaml, draws)

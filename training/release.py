@@ -15,7 +15,7 @@ from pathlib import Path
 
 from training.evaluate import Example, evaluate_examples, image_f1_at, save_evaluation
 from training.export import register_model, update_card
-from training.pipeline import PreparedData, default_dirs
+from training.pipeline import PreparedData, default_dirs, load_validation_draws
 from training.robustness import VARIANTS
 from training.robustness_eval import operating_threshold, predict_sets, save_report, score_variants
 from training.script_errors import exit_on_user_error
@@ -36,14 +36,23 @@ def _items(manifest: Manifest, root: Path, split: str) -> list:
     return [(item, root) for item in manifest.split(split)]
 
 
-def evaluation_sets(real: Manifest, real_dir: Path, synthetic: Manifest, synthetic_dir: Path, split: str) -> dict:
-    sets = {"real": _items(real, real_dir, split), "synthetic": _items(synthetic, synthetic_dir, split)}
+Draws = tuple[tuple[Manifest, Path], ...]
+
+
+def evaluation_sets(
+    real: Manifest, real_dir: Path, synthetic: Manifest, synthetic_dir: Path, split: str, draws: Draws = ()
+) -> dict:
+    """The real and synthetic photos of ``split``; validation's synthetic set pools every draw."""
+    synthetic_items = _items(synthetic, synthetic_dir, split)
+    if split == "val":
+        synthetic_items += [pair for manifest, folder in draws for pair in _items(manifest, folder, split)]
+    sets = {"real": _items(real, real_dir, split), "synthetic": synthetic_items}
     return {name: items for name, items in sets.items() if items}
 
 
-def evaluation_data_version(real: Manifest, synthetic: Manifest) -> str:
+def evaluation_data_version(real: Manifest, synthetic: Manifest, draws: Draws = ()) -> str:
     """What the gate compares before it compares figures: the manifests the variants are drawn from."""
-    return real.version() + "+" + synthetic.version()
+    return "+".join(manifest.version() for manifest in (real, synthetic, *(m for m, _ in draws)))
 
 
 def pooled(predictions: Predictions, set_name: str | None = None) -> list[Example]:
@@ -134,7 +143,9 @@ def calibrate_and_evaluate(registry: Registry, version: str, data: PreparedData,
     if detector.text_rescoring is not None:
         stages["network"] = detector.network_only()
     cap = get_settings().operating_max_other_fp
-    val_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "val")
+    val_sets = evaluation_sets(
+        data.real, data.real_dir, data.synthetic, data.synthetic_dir, "val", data.validation_draws
+    )
     test_sets = evaluation_sets(data.real, data.real_dir, data.synthetic, data.synthetic_dir, "test")
     thresholds, validation, test, metrics = {}, {}, {}, {}
     for stage, stage_detector in stages.items():
@@ -163,7 +174,8 @@ def calibrate_and_evaluate(registry: Registry, version: str, data: PreparedData,
     for name, scored in (("validation", validation), ("test", test)):
         report = {"thresholds": thresholds, "seed": seed, "variants": list(VARIANTS), "stages": scored}
         save_report(report, folder / "evaluation", name)
-    rule = f"lowest with validation other-agency alarms <= {cap:.2f}, pooled over {len(VARIANTS)} variants"
+    draws = f" and {1 + len(data.validation_draws)} synthetic draws" if data.validation_draws else ""
+    rule = f"lowest with validation other-agency alarms <= {cap:.2f}, pooled over {len(VARIANTS)} variants{draws}"
     return update_card(
         registry,
         version,
@@ -173,16 +185,20 @@ def calibrate_and_evaluate(registry: Registry, version: str, data: PreparedData,
         metrics=metrics["pipeline"],
         network_threshold=thresholds.get("network"),
         network_metrics=metrics.get("network"),
-        **{EVALUATION_DATA: evaluation_data_version(data.real, data.synthetic)},
+        **{EVALUATION_DATA: evaluation_data_version(data.real, data.synthetic, data.validation_draws)},
     )
 
 
 def default_sets(datasets_dir: Path, split: str, seed: int = 0) -> dict:
-    """The default recipe's real and synthetic items of ``split``, for those that exist."""
+    """The default recipe's real and synthetic items of ``split``, for those that exist (validation
+    with every synthetic draw on disk, as the release pools them)."""
     sets = {}
     for name, folder in zip(("real", "synthetic"), default_dirs(datasets_dir, seed), strict=True):
         if (folder / "manifest.json").exists():
             sets[name] = _items(Manifest.load(folder), folder, split)
+            if name == "synthetic" and split == "val":
+                draws = load_validation_draws(folder, get_settings().validation_draws)
+                sets[name] += [pair for manifest, root in draws for pair in _items(manifest, root, split)]
     if not sets:
         raise FileNotFoundError(f"no datasets under {datasets_dir}: run `wmstudio train` or `wmstudio ingest` first")
     return sets
@@ -237,7 +253,7 @@ def current_evaluation_data(state_dir: Path) -> str | None:
         data = default_data(state_dir)
     except FileNotFoundError:
         return None
-    return evaluation_data_version(data.real, data.synthetic)
+    return evaluation_data_version(data.real, data.synthetic, data.validation_draws)
 
 
 def champion_on_challenger_data(registry: Registry, challenger: str, state_dir: Path, out_dir: Path) -> dict | None:
@@ -268,7 +284,8 @@ def default_data(state_dir: Path) -> PreparedData:
     real_dir, synthetic_dir = default_dirs(state_dir / "datasets")
     if not all((folder / "manifest.json").exists() for folder in (real_dir, synthetic_dir)):
         raise FileNotFoundError(f"no default datasets under {real_dir.parent}: run `wmstudio train` first")
-    return PreparedData(Manifest.load(real_dir), real_dir, Manifest.load(synthetic_dir), synthetic_dir, Path())
+    draws = load_validation_draws(synthetic_dir, get_settings().validation_draws)
+    return PreparedData(Manifest.load(real_dir), real_dir, Manifest.load(synthetic_dir), synthetic_dir, Path(), draws)
 
 
 def rerelease(version: str) -> dict:

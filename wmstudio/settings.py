@@ -166,6 +166,13 @@ class Settings(BaseSettings):
         description="Release: the operating threshold is the lowest (highest recall) whose false-alarm rate on "
         "other agencies' marks, pooled over the validation variants, is at most this.",
     )
+    validation_draws: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Release: synthetic validation is drawn this many times (the default set's split plus "
+        "val-only sets with the next seeds), pooled, so the threshold rests on more rendered competitor marks.",
+    )
     gate_max_fp_rate: float = Field(
         default=0.02,
         description="Highest validation false-alarm rate on other agencies' marks a challenger may have "

@@ -20,6 +20,7 @@ SCRIPTS = [
     "experiments.multiscale",
     "experiments.operating_points",
     "experiments.report_table",
+    "experiments.text_detector",
     "training.release",
 ]
 
@@ -50,6 +51,17 @@ def test_scripts_say_how_to_get_missing_datasets(script, tmp_path, bundled_regis
     assert done.returncode == 1
     assert "wmstudio train" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_report_table_prints_every_test_variant_of_the_champion(tmp_path, bundled_registry):
+    """REPORT section 3's table comes from this command: one row per variant, both stages' figures."""
+    champion = Registry(bundled_registry).champion()
+    done = _run("experiments.report_table", tmp_path, champion, "--variants")  # seeded with the champion
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
+    variants = [row.split(" | ")[0].strip("| ") for row in rows if not row.startswith("| ---")]
+    assert variants == ["original", "crop", "corner", "border", "frame", "thumbnail", "jpeg", "collage", "reshared"]
+    assert all(row.count(";") == 4 for row in rows if not row.startswith("| ---"))  # pipeline; network, per column
 
 
 def test_multiscale_refuses_a_size_the_network_cannot_take(tmp_path, bundled_registry):

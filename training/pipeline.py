@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 REAL_POSITIVE_REPEATS = 6  # 6 real positives in train: repeated so each epoch sees them often
 REAL_NEGATIVE_REPEATS = 2
 
+ValidationDraws = tuple[tuple[Manifest, Path], ...]  # extra synthetic validation sets and their folders
+
 
 def default_dirs(datasets_dir: Path, seed: int = 0, config: SynthConfig | None = None) -> tuple[Path, Path]:
     """Where the default recipe keeps the ingested listings and its synthetic set.
@@ -54,7 +56,7 @@ class PreparedData:
     synthetic: Manifest
     synthetic_dir: Path
     data_yaml: Path
-    validation_draws: tuple[tuple[Manifest, Path], ...] = ()  # more synthetic validation (see below)
+    validation_draws: ValidationDraws = ()  # more synthetic validation (see below)
 
 
 def validation_draw_dirs(synthetic_dir: Path, draws: int) -> list[Path]:
@@ -77,11 +79,11 @@ def build_validation_draws(
     seed: int,
     draws: int,
     config: SynthConfig | None = None,
-) -> tuple[tuple[Manifest, Path], ...]:
+) -> ValidationDraws:
     """Build (or find up to date) the validation-only draws of :func:`validation_draw_dirs`."""
-    built: list[tuple[Manifest, Path]] = []
     if count <= 0:
         return ()
+    built = []
     for k, folder in enumerate(validation_draw_dirs(synthetic_dir, draws), start=1):
         log.info("validation draw %d of %d: %s", k + 1, draws, folder)
         manifest = build_synthetic(folder, houses_dir, real, real_dir, {"val": count}, seed + k, config=config)
@@ -89,7 +91,7 @@ def build_validation_draws(
     return tuple(built)
 
 
-def load_validation_draws(synthetic_dir: Path, draws: int) -> tuple[tuple[Manifest, Path], ...]:
+def load_validation_draws(synthetic_dir: Path, draws: int) -> ValidationDraws:
     """The draws on disk, in order, stopping at the first missing one (so a version names what it used)."""
     found = []
     for folder in validation_draw_dirs(synthetic_dir, draws):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from training.evaluate import Example, evaluate_examples, image_f1_at, save_evaluation
 from training.export import register_model, update_card
-from training.pipeline import PreparedData, default_dirs, load_validation_draws
+from training.pipeline import PreparedData, ValidationDraws, default_dirs, load_validation_draws
 from training.robustness import VARIANTS
 from training.robustness_eval import operating_threshold, predict_sets, save_report, score_variants
 from training.script_errors import exit_on_user_error
@@ -36,21 +36,25 @@ def _items(manifest: Manifest, root: Path, split: str) -> list:
     return [(item, root) for item in manifest.split(split)]
 
 
-Draws = tuple[tuple[Manifest, Path], ...]
+def _synthetic_items(synthetic: Manifest, synthetic_dir: Path, split: str, draws: ValidationDraws) -> list:
+    """The synthetic photos of ``split``; validation pools every draw, test stays one draw."""
+    items = _items(synthetic, synthetic_dir, split)
+    if split == "val":
+        items += [pair for manifest, folder in draws for pair in _items(manifest, folder, split)]
+    return items
 
 
 def evaluation_sets(
-    real: Manifest, real_dir: Path, synthetic: Manifest, synthetic_dir: Path, split: str, draws: Draws = ()
+    real: Manifest, real_dir: Path, synthetic: Manifest, synthetic_dir: Path, split: str, draws: ValidationDraws = ()
 ) -> dict:
-    """The real and synthetic photos of ``split``; validation's synthetic set pools every draw."""
-    synthetic_items = _items(synthetic, synthetic_dir, split)
-    if split == "val":
-        synthetic_items += [pair for manifest, folder in draws for pair in _items(manifest, folder, split)]
-    sets = {"real": _items(real, real_dir, split), "synthetic": synthetic_items}
+    sets = {
+        "real": _items(real, real_dir, split),
+        "synthetic": _synthetic_items(synthetic, synthetic_dir, split, draws),
+    }
     return {name: items for name, items in sets.items() if items}
 
 
-def evaluation_data_version(real: Manifest, synthetic: Manifest, draws: Draws = ()) -> str:
+def evaluation_data_version(real: Manifest, synthetic: Manifest, draws: ValidationDraws = ()) -> str:
     """What the gate compares before it compares figures: the manifests the variants are drawn from."""
     return "+".join(manifest.version() for manifest in (real, synthetic, *(m for m, _ in draws)))
 
@@ -193,12 +197,12 @@ def default_sets(datasets_dir: Path, split: str, seed: int = 0) -> dict:
     """The default recipe's real and synthetic items of ``split``, for those that exist (validation
     with every synthetic draw on disk, as the release pools them)."""
     sets = {}
-    for name, folder in zip(("real", "synthetic"), default_dirs(datasets_dir, seed), strict=True):
-        if (folder / "manifest.json").exists():
-            sets[name] = _items(Manifest.load(folder), folder, split)
-            if name == "synthetic" and split == "val":
-                draws = load_validation_draws(folder, get_settings().validation_draws)
-                sets[name] += [pair for manifest, root in draws for pair in _items(manifest, root, split)]
+    real_dir, synthetic_dir = default_dirs(datasets_dir, seed)
+    if (real_dir / "manifest.json").exists():
+        sets["real"] = _items(Manifest.load(real_dir), real_dir, split)
+    if (synthetic_dir / "manifest.json").exists():
+        draws = load_validation_draws(synthetic_dir, get_settings().validation_draws)
+        sets["synthetic"] = _synthetic_items(Manifest.load(synthetic_dir), synthetic_dir, split, draws)
     if not sets:
         raise FileNotFoundError(f"no datasets under {datasets_dir}: run `wmstudio train` or `wmstudio ingest` first")
     return sets

@@ -51,7 +51,7 @@ def table(version: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def _f1(report: dict, stage: str, name: str, variant: str, brand: str) -> dict:
+def _brand_figures(report: dict, stage: str, name: str, variant: str, brand: str) -> dict:
     return report["stages"][stage][name][variant]["per_brand"][brand]
 
 
@@ -70,10 +70,10 @@ def variants_table(version: str | None = None) -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for variant in report["variants"]:
-        real, real_net = (_f1(report, stage, "real", variant, "rumah123") for stage in ("pipeline", network))
+        real, real_net = (_brand_figures(report, stage, "real", variant, "rumah123") for stage in ("pipeline", network))
         cells = [f"{real['f1']:.2f} ({real['recall']:.2f}); {real_net['f1']:.2f}"]
         for brand in ("rumah123", "99co"):
-            ours, net = (_f1(report, stage, "synthetic", variant, brand) for stage in ("pipeline", network))
+            ours, net = (_brand_figures(report, stage, "synthetic", variant, brand) for stage in ("pipeline", network))
             cells.append(f"{ours['f1']:.2f}; {net['f1']:.2f} / {ours['ap50']:.2f} ({net['ap50']:.2f})")
         alarms = [report["stages"]["pipeline"][name][variant]["other_mark_fp_rate"] for name in SETS]
         net_alarms = max(report["stages"][network][name][variant]["other_mark_fp_rate"] for name in SETS)

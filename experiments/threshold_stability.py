@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from training.build import build_synthetic
+from training.build import DEFAULT_SYNTH_COUNTS, build_synthetic
 from training.release import default_data, evaluation_sets, headline_metrics, pooled
 from training.robustness import VARIANTS
 from training.robustness_eval import operating_threshold, predict_sets
@@ -26,7 +26,7 @@ from wmstudio.runtime import Detector
 from wmstudio.settings import PROJECT_ROOT, get_settings
 
 HEADLINE = ("val_f1", "val_other_fp_rate", "val_real_f1", "val_synthetic_ap50")
-VALIDATION_PHOTOS = 450  # as many as the default recipe's validation split
+VALIDATION_PHOTOS = DEFAULT_SYNTH_COUNTS["val"]  # as many as the default recipe's validation split
 
 
 def redrawn_figures(detector: Detector, seed: int, out: Path, houses: Path) -> dict:

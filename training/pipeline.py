@@ -138,12 +138,13 @@ def prepare_default_data(
     datasets = state_dir / "datasets"
     real, real_dir = prepare_real(data_dir / "listings", datasets, seed)
     _, synthetic_dir = default_dirs(datasets, seed, config)
+    counts = synth_counts or DEFAULT_SYNTH_COUNTS
     synthetic = build_synthetic(
         synthetic_dir,
         data_dir / "houses",
         real,
         real_dir,
-        synth_counts or DEFAULT_SYNTH_COUNTS,
+        counts,
         seed,
         config=config,
     )
@@ -154,7 +155,6 @@ def prepare_default_data(
         ],
         yolo_dir(state_dir, synthetic_dir, real_positive_repeats),
     )
-    counts = synth_counts or DEFAULT_SYNTH_COUNTS
     draws = build_validation_draws(
         synthetic_dir,
         data_dir / "houses",

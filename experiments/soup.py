@@ -142,7 +142,7 @@ def soup_recipe(base_version: str, base_recipe: dict, sources: Sequence[str], we
 
 # Card fields that say how a network is run and read rather than what it is: a soup released
 # "with vN's reading" takes them from vN (training.text_stage writes the same fields).
-READING_FIELDS = ("text_rescoring", "input_margin", "second_view", "tile_view")
+READING_FIELDS = ("text_rescoring", "input_margin", "second_view", "tile_view", "panel_view")
 
 
 def with_reading(card: dict, reading_card: dict, reading_from: str) -> dict:

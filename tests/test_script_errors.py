@@ -19,6 +19,7 @@ SCRIPTS = [
     "experiments.input_size",
     "experiments.multiscale",
     "experiments.operating_points",
+    "experiments.panel_view",
     "experiments.report_table",
     "experiments.text_detector",
     "training.release",

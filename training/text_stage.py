@@ -11,6 +11,7 @@ come from validation (``python -m experiments.ocr_rescoring``).
         [--cross-brand] [--unspotted 0.02] [--reread-part 0.3 --reread-margin-x 0.5] [--faint 0.05 0.3]
         [--input-margin 0.04]
         [--margin-x 0.1 --margin-y 0.25] [--second-view 0.04,0.08 0.1 0.7] [--tile-view 2 0.25 0.1 0.7]
+        [--panel-view 0.55 0.2 0.7]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from training.release import calibrate_and_evaluate, default_data
 from training.script_errors import exit_on_user_error
 from wmstudio import tracking
 from wmstudio.registry import Registry
+from wmstudio.runtime.panel_view import PanelView
 from wmstudio.runtime.second_view import SecondView
 from wmstudio.runtime.text_reading import TextRescoring
 from wmstudio.runtime.tile_view import TileView
@@ -43,13 +45,14 @@ def register_text_stage(
     input_margin: float | None = None,
     second_view: SecondView | None = None,
     tile_view: TileView | None = None,
+    panel_view: PanelView | None = None,
 ) -> str:
     """Create the new version's folder and card (its threshold is the source's until released).
 
     ``input_margin`` (the letterbox's grey surround, :func:`wmstudio.runtime.preprocess.letterbox`)
-    ``second_view`` (:mod:`wmstudio.runtime.second_view`) and ``tile_view``
-    (:mod:`wmstudio.runtime.tile_view`) change how the same network sees the photo, not its bytes;
-    None keeps the source's.
+    ``second_view`` (:mod:`wmstudio.runtime.second_view`), ``tile_view``
+    (:mod:`wmstudio.runtime.tile_view`) and ``panel_view`` (:mod:`wmstudio.runtime.panel_view`)
+    change how the same network sees the photo, not its bytes; None keeps the source's.
     """
     card = registry.card(source)
     version = version or registry.reserve_version()
@@ -74,6 +77,8 @@ def register_text_stage(
         new_card["second_view"] = second_view.to_card()
     if tile_view is not None:
         new_card["tile_view"] = tile_view.to_card()
+    if panel_view is not None:
+        new_card["panel_view"] = panel_view.to_card()
     registry.write_card(version, new_card)
     return version
 
@@ -94,6 +99,15 @@ def parsed_tile_view(grid: str, overlap: str, lowest: str, below: str) -> TileVi
     except ValueError as exc:
         raise ValueError(f"--tile-view takes GRID OVERLAP LOWEST BELOW as numbers: {exc}") from exc
     return TileView(*numbers)
+
+
+def parsed_panel_view(seam: str, min_share: str, below: str) -> PanelView:
+    """``--panel-view 0.55 0.2 0.7``: a ValueError names what is wrong."""
+    try:
+        numbers = float(seam), float(min_share), float(below)
+    except ValueError as exc:
+        raise ValueError(f"--panel-view takes SEAM MIN_SHARE BELOW as numbers: {exc}") from exc
+    return PanelView(*numbers)
 
 
 @exit_on_user_error
@@ -142,10 +156,19 @@ def main() -> None:
         help="look at GRID x GRID overlapping tiles too when the first view's best score after reading is in "
         "[LOWEST, BELOW)",
     )
+    parser.add_argument(
+        "--panel-view",
+        nargs=3,
+        default=None,
+        metavar=("SEAM", "MIN_SHARE", "BELOW"),
+        help="look at each panel of a composed photo (seams agreed by SEAM of the rows, panels at least "
+        "MIN_SHARE of the side) when the first view's best score after reading is under BELOW",
+    )
     args = parser.parse_args()
     try:  # a bad band is named before any work
         second_view = parsed_second_view(*args.second_view) if args.second_view else None
         tile_view = parsed_tile_view(*args.tile_view) if args.tile_view else None
+        panel_view = parsed_panel_view(*args.panel_view) if args.panel_view else None
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -169,7 +192,7 @@ def main() -> None:
     )
     data = default_data(settings.state_dir)  # missing data is named before a folder is created
     version = register_text_stage(
-        registry, args.source, rescoring, args.version, args.input_margin, second_view, tile_view
+        registry, args.source, rescoring, args.version, args.input_margin, second_view, tile_view, panel_view
     )
     card = calibrate_and_evaluate(registry, version, data)
     tracking.log_release(registry, version, settings)

@@ -15,7 +15,9 @@ how the sizes are chosen on validation. ``input_margin`` in the card surrounds t
 inside the input, so marks at its edges are seen with context (``experiments/edge_margin.py``).
 ``second_view`` runs the network again inside other surrounds on photos the first pass leaves
 undecided, and pools the views (:mod:`wmstudio.runtime.second_view`); ``tile_view`` looks at
-overlapping tiles of such a photo, each at full input size (:mod:`wmstudio.runtime.tile_view`).
+overlapping tiles of such a photo, each at full input size (:mod:`wmstudio.runtime.tile_view`);
+``panel_view`` looks at each panel of a composed photo, a collage's cells or a framed photo without
+its frame (:mod:`wmstudio.runtime.panel_view`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from PIL import Image
 
+from wmstudio.runtime.panel_view import PanelView
 from wmstudio.runtime.postprocess import MAX_DETECTIONS, decode_yolo, nms
 from wmstudio.runtime.preprocess import letterbox
 from wmstudio.runtime.second_view import SecondView
@@ -144,6 +147,7 @@ class Detector:
         try:
             self.second_view = SecondView.from_card(self.card)
             self.tile_view = TileView.from_card(self.card)
+            self.panel_view = PanelView.from_card(self.card)
         except ValueError as exc:
             raise ModelLoadError(f"model {version}: {exc}") from exc
         self._lock = threading.Lock()
@@ -228,6 +232,8 @@ class Detector:
             ranked = pooled((*ranked, *(d for view in more for d in view)), iou_threshold)
         if self.tile_view is not None and self.tile_view.wanted(best):
             ranked = pooled((*ranked, *self._read(rgb, self.tile_candidates(rgb, iou_threshold))), iou_threshold)
+        if self.panel_view is not None and self.panel_view.wanted(best):
+            ranked = pooled((*ranked, *self._read(rgb, self.panel_candidates(rgb, iou_threshold))), iou_threshold)
         return Prediction(image.width, image.height, ranked)
 
     def _views(self, rgb: Image.Image, margins: Sequence[float], iou_threshold: float) -> list[tuple[Detection, ...]]:
@@ -273,6 +279,22 @@ class Detector:
             found += self._detections(boxes[keep], scores[keep], classes[keep])
         return pooled(tuple(found), iou_threshold)
 
+    def panel_candidates(self, rgb: Image.Image, iou_threshold: float = 0.5) -> tuple[Detection, ...]:
+        """The network on each panel of a composed photo (a collage's cells, a framed photo without
+        its frame) at the training size, boxes in the photo's pixels, pieces cut by a seam dropped,
+        the rest pooled (best first); none for a plain photo."""
+        panels = self.panel_view.panels(rgb) if self.panel_view is not None else []
+        if not panels:
+            return ()
+        found = []
+        looks = [(rgb.crop(panel.box), self.input_margin) for panel in panels]
+        for panel, (boxes, scores, classes) in zip(panels, self.runs_at(looks, self.imgsz, iou_threshold), strict=True):
+            x0, y0 = panel.box[:2]
+            boxes = boxes + np.asarray([x0, y0, x0, y0], dtype=float)
+            keep = panel.whole_inside(boxes)  # a piece of a mark cut by a seam is the plain view's to find
+            found += self._detections(boxes[keep], scores[keep], classes[keep])
+        return pooled(tuple(found), iou_threshold)
+
     def network_only(self) -> Detector:
         """This version without its text rescoring (sharing the loaded network): "the network alone"."""
         alone = copy.copy(self)
@@ -280,6 +302,7 @@ class Detector:
         alone.text_reader = None
         alone.second_view = None  # one pass: the extra views are part of the pipeline, as the reading is
         alone.tile_view = None
+        alone.panel_view = None
         return alone
 
     def detect(self, image: Image.Image, min_score: float | None = None) -> list[Detection]:
@@ -306,6 +329,7 @@ class Detector:
             "input_margin": self.input_margin,
             "second_view": self.second_view.to_card() if self.second_view else None,
             "tile_view": self.tile_view.to_card() if self.tile_view else None,
+            "panel_view": self.panel_view.to_card() if self.panel_view else None,
             "threshold": self.threshold,
             "text_rescoring": self.text_rescoring.to_card() if self.text_rescoring else None,
             "metrics": self.card.get("metrics", {}),

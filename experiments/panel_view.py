@@ -12,7 +12,7 @@ that most rows agree on. Two questions, both on validation only:
    and the false boxes at the version's threshold, with and without the panel view.
 
     python -m experiments.panel_view [VERSION] [--seams] [--photos 300]
-    python -m experiments.panel_view [VERSION] --spot 120 [--panel 0.55,0.2,1.0] [--variants collage,border,crop]
+    python -m experiments.panel_view [VERSION] --spot 120 [--panel 0.55,0.2,1.0[,0.05]] [--variants collage,border,crop]
 """
 
 from __future__ import annotations
@@ -109,14 +109,16 @@ def main() -> None:
     parser.add_argument("--seams", action="store_true", help="seam scores of true cuts against plain photos")
     parser.add_argument("--photos", type=int, default=300, help="synthetic validation photos for --seams")
     parser.add_argument("--spot", type=int, default=0, help="photos per variant for the with/without check")
-    parser.add_argument("--panel", default="0.55,0.2,1.0", help="SEAM,MIN_SHARE,BELOW of the panel view tried")
+    parser.add_argument("--panel", default="0.55,0.2,1.0", help="SEAM,MIN_SHARE,BELOW[,LOWEST] of the panel view tried")
     parser.add_argument("--variants", default="collage,border,crop")
     args = parser.parse_args()
     try:
-        seam, min_share, below = (float(value) for value in args.panel.split(","))
-        view = PanelView(seam, min_share, below)
+        numbers = [float(value) for value in args.panel.split(",")]
+        if len(numbers) not in (3, 4):
+            raise ValueError(f"three or four numbers, got {len(numbers)}")
+        view = PanelView(*numbers)
     except ValueError as exc:
-        parser.error(f"--panel takes SEAM,MIN_SHARE,BELOW: {exc}")
+        parser.error(f"--panel takes SEAM,MIN_SHARE,BELOW[,LOWEST]: {exc}")
     settings = get_settings()
     detector = Detector.from_version_dir(Registry.from_settings(settings).resolve(args.version))
     detector.panel_view = view

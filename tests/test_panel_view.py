@@ -130,7 +130,13 @@ def test_the_card_round_trips_and_bad_settings_are_named(tmp_path, bundled_regis
     assert PanelView.from_card({"panel_view": VIEW.to_card()}) == VIEW
     assert PanelView.from_card({}) is None and PanelView.from_card({"panel_view": None}) is None
     assert VIEW.wanted(0.99) and not PanelView(0.55, 0.2, 0.7).wanted(0.7)
-    for settings in ({"seam": 0.0}, {"min_share": 0.5}, {"below": 1.5}, {"seam": "strong"}, {"size": 3}, [0.5]):
+    banded = PanelView(0.55, 0.2, 1.0, lowest=0.05)  # a clean photo (no candidate from 0.05) stays plain
+    assert not banded.wanted(0.04) and banded.wanted(0.05) and banded.wanted(0.99)
+    assert PanelView.from_card({"panel_view": banded.to_card()}) == banded
+    v50_card = {"panel_view": {"seam": 0.55, "min_share": 0.2, "below": 1.0}}  # written before ``lowest``
+    assert PanelView.from_card(v50_card) == PanelView(0.55, 0.2, 1.0, lowest=0.0)
+    bad = ({"seam": 0.0}, {"min_share": 0.5}, {"below": 1.5}, {"lowest": 0.8, "below": 0.7}, {"lowest": -0.1})
+    for settings in (*bad, {"seam": "strong"}, {"size": 3}, [0.5]):
         with pytest.raises(ValueError, match="panel_view"):
             PanelView.from_card({"panel_view": settings})
     folder = tmp_path / "v99"
@@ -165,8 +171,8 @@ def test_text_stage_writes_the_panel_view_and_soups_keep_it(tmp_path, bundled_re
     registry = Registry(tmp_path / "models")
     source = registry.champion()
     rescoring = TextRescoring.from_card(registry.card(source)) or TextRescoring(spot=0.3)
-    view = parsed_panel_view("0.6", "0.25", "1.0")
-    assert view == PanelView(0.6, 0.25, 1.0)
+    view = parsed_panel_view("0.6", "0.25", "1.0", lowest=0.05)
+    assert view == PanelView(0.6, 0.25, 1.0, 0.05)
     version = register_text_stage(registry, source, rescoring, "v98", panel_view=view)
     assert Detector.from_version_dir(registry.path(version)).panel_view == view
     assert "panel_view" in READING_FIELDS  # a soup is read and looked at as its reading version is

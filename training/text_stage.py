@@ -11,7 +11,7 @@ come from validation (``python -m experiments.ocr_rescoring``).
         [--cross-brand] [--unspotted 0.02] [--reread-part 0.3 --reread-margin-x 0.5] [--faint 0.05 0.3]
         [--input-margin 0.04]
         [--margin-x 0.1 --margin-y 0.25] [--second-view 0.04,0.08 0.1 0.7] [--tile-view 2 0.25 0.1 0.7]
-        [--panel-view 0.55 0.2 0.7]
+        [--panel-view 0.55 0.2 1.0 [--panel-lowest 0.05]]
 """
 
 from __future__ import annotations
@@ -101,13 +101,13 @@ def parsed_tile_view(grid: str, overlap: str, lowest: str, below: str) -> TileVi
     return TileView(*numbers)
 
 
-def parsed_panel_view(seam: str, min_share: str, below: str) -> PanelView:
-    """``--panel-view 0.55 0.2 0.7``: a ValueError names what is wrong."""
+def parsed_panel_view(seam: str, min_share: str, below: str, lowest: float = 0.0) -> PanelView:
+    """``--panel-view 0.55 0.2 0.7`` (and ``--panel-lowest``): a ValueError names what is wrong."""
     try:
         numbers = float(seam), float(min_share), float(below)
     except ValueError as exc:
         raise ValueError(f"--panel-view takes SEAM MIN_SHARE BELOW as numbers: {exc}") from exc
-    return PanelView(*numbers)
+    return PanelView(*numbers, lowest=lowest)
 
 
 @exit_on_user_error
@@ -164,11 +164,17 @@ def main() -> None:
         help="look at each panel of a composed photo (seams agreed by SEAM of the rows, panels at least "
         "MIN_SHARE of the side) when the first view's best score after reading is under BELOW",
     )
+    parser.add_argument(
+        "--panel-lowest",
+        type=float,
+        default=0.0,
+        help="with --panel-view: leave a photo plain when the first view's best score is under this",
+    )
     args = parser.parse_args()
     try:  # a bad band is named before any work
         second_view = parsed_second_view(*args.second_view) if args.second_view else None
         tile_view = parsed_tile_view(*args.tile_view) if args.tile_view else None
-        panel_view = parsed_panel_view(*args.panel_view) if args.panel_view else None
+        panel_view = parsed_panel_view(*args.panel_view, lowest=args.panel_lowest) if args.panel_view else None
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(message)s")

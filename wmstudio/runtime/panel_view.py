@@ -11,11 +11,13 @@ size: each panel is then one photo at the scale the network knows. The panels' c
 read like any view's and pooled with the plain view's.
 
 Unlike the surrounds and tiles, which look again only when the first view leaves the photo
-undecided, the panels are looked at whenever a layout is found and the first view's best is under
-``below``: a mark in a collage is often too small to be a candidate at all, and with ``below`` 1.0
-(v50) even a sure photo is looked at, since a mark tiled over a collage's cell is found once by the
-plain view and the rest of its copies only in the panel. Plain photos, most of what is served,
-have no layout and cost the analysis alone (a few milliseconds at ``ANALYSIS_SIDE`` on 2 cores).
+undecided, the panels are looked at whenever a layout is found and the first view's best is in
+``[lowest, below)``. With ``below`` 1.0 even a sure photo is looked at, since a mark tiled over a
+collage's cell is found once by the plain view and the rest of its copies only in the panel.
+``lowest`` leaves photos with no candidate at all plain: v50 (``lowest`` 0) looked at every photo
+with a layout, and as room edges pass for seams on a quarter of the real photos, each costing a
+network run per panel, its median latency doubled. The analysis costs a few milliseconds at
+``ANALYSIS_SIDE`` on 2 cores.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-CARD_FIELDS = {"seam", "min_share", "below"}
+CARD_FIELDS = {"seam", "min_share", "below", "lowest"}
 ANALYSIS_SIDE = 320  # the layout is found on a copy shrunk by a whole factor to at least this long
 FLAT_STD = 4.0  # a line whose pixels vary less than this (0–255) is flat: a band, a gutter
 MIN_STEP = 10.0  # the smallest jump (0–255, brightest channel) that counts as an edge on one row
@@ -71,14 +73,17 @@ class PanelView:
     seam: float = 0.55
     min_share: float = 0.2
     below: float = 0.7
+    # A photo whose first view has no candidate from here is left plain: most served photos are
+    # clean and score near 0, and each panel costs a network run (v50, with 0, doubled the median).
+    lowest: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.seam <= 1.0:
             raise ValueError(f"panel_view.seam must be in (0, 1], got {self.seam}")
         if not 0.0 < self.min_share < 0.5:
             raise ValueError(f"panel_view.min_share must be in (0, 0.5), got {self.min_share}")
-        if not 0.0 < self.below <= 1.0:
-            raise ValueError(f"panel_view.below must be in (0, 1], got {self.below}")
+        if not 0.0 <= self.lowest < self.below <= 1.0:
+            raise ValueError(f"panel_view needs 0 <= lowest < below <= 1, got [{self.lowest}, {self.below})")
 
     @classmethod
     def from_card(cls, card: dict) -> PanelView | None:
@@ -87,7 +92,7 @@ class PanelView:
         if not settings:
             return None
         if not isinstance(settings, dict) or set(settings) - CARD_FIELDS:
-            raise ValueError(f"panel_view must hold only seam, min_share and below, got {settings!r}")
+            raise ValueError(f"panel_view must hold only seam, min_share, below and lowest, got {settings!r}")
         try:
             values = {name: float(value) for name, value in settings.items()}
         except (TypeError, ValueError) as exc:
@@ -95,11 +100,11 @@ class PanelView:
         return cls(**values)
 
     def to_card(self) -> dict:
-        return {"seam": self.seam, "min_share": self.min_share, "below": self.below}
+        return {"seam": self.seam, "min_share": self.min_share, "below": self.below, "lowest": self.lowest}
 
     def wanted(self, best_score: float) -> bool:
         """Whether a photo whose best candidate scores ``best_score`` after the reading is still open."""
-        return best_score < self.below
+        return self.lowest <= best_score < self.below
 
     def panels(self, image: Image.Image) -> list[Panel]:
         """The photo's panels, boxes in its pixels; empty when it is one plain photo."""

@@ -22,12 +22,11 @@ network run per panel, its median latency doubled. The analysis costs a few mill
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 from PIL import Image
 
-CARD_FIELDS = {"seam", "min_share", "below", "lowest"}
 ANALYSIS_SIDE = 320  # the layout is found on a copy shrunk by a whole factor to at least this long
 FLAT_STD = 4.0  # a line whose pixels vary less than this (0–255) is flat: a band, a gutter
 MIN_STEP = 10.0  # the smallest jump (0–255, brightest channel) that counts as an edge on one row
@@ -91,8 +90,9 @@ class PanelView:
         settings = card.get("panel_view")
         if not settings:
             return None
-        if not isinstance(settings, dict) or set(settings) - CARD_FIELDS:
-            raise ValueError(f"panel_view must hold only seam, min_share, below and lowest, got {settings!r}")
+        names = [field.name for field in fields(cls)]  # the card holds exactly the settings
+        if not isinstance(settings, dict) or set(settings) - set(names):
+            raise ValueError(f"panel_view must hold only {', '.join(names)}, got {settings!r}")
         try:
             values = {name: float(value) for name, value in settings.items()}
         except (TypeError, ValueError) as exc:
@@ -100,7 +100,7 @@ class PanelView:
         return cls(**values)
 
     def to_card(self) -> dict:
-        return {"seam": self.seam, "min_share": self.min_share, "below": self.below, "lowest": self.lowest}
+        return asdict(self)
 
     def wanted(self, best_score: float) -> bool:
         """Whether a photo whose best candidate scores ``best_score`` after the reading is still open."""

@@ -100,7 +100,8 @@ class ModelInfo(BaseModel):
                 "input_margin": 0.0,
                 "second_view": {"input_margins": [0.04, 0.08], "lowest": 0.1, "below": 0.7},
                 "tile_view": {"grid": 2, "overlap": 0.25, "lowest": 0.05, "below": 0.7},
-                "panel_view": {"seam": 0.55, "min_share": 0.2, "below": 1.0, "lowest": 0.05},
+                "panel_view": {"seam": 0.55, "min_share": 0.2, "below": 1.0, "lowest": 0.05, "size": 0, "gain": 1.0},
+                "quantized": {"format": "int8 QDQ", "from": "v49"},
                 "threshold": 0.45,
                 "text_rescoring": {"floor": 0.15, "top": 3, "match": 0.75, "boost": 0.5, "damp": 0.3},
                 "metrics": {"val_f1": 0.9, "test_f1": 0.9},
@@ -127,7 +128,11 @@ class ModelInfo(BaseModel):
         default=None,
         description="When the network looks at each panel of a composed photo (a collage's cells, a framed photo "
         "without its frame): seams most rows agree on (seam), panels at least min_share of the side, best score "
-        "in [lowest, below); null: never.",
+        "in [lowest, below), panels seen at least gain times larger than in the plain view, at input size size "
+        "(0: imgsz); null: never.",
+    )
+    quantized: dict | None = Field(
+        default=None, description="How the network was quantized (int8 weights and activations); null: float."
     )
     threshold: float
     text_rescoring: dict | None = Field(

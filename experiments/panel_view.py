@@ -12,15 +12,21 @@ that most rows agree on. Two questions, both on validation only:
    and the false boxes at the version's threshold, with and without the panel view.
 
     python -m experiments.panel_view [VERSION] [--seams] [--photos 300]
-    python -m experiments.panel_view [VERSION] --spot 120 [--panel 0.55,0.2,1.0[,0.05]] [--variants collage,border,crop]
+    python -m experiments.panel_view [VERSION] --spot 120 [--panel 0.55,0.2,1.0[,0.05[,0[,1.3]]]]
+        [--variants collage,border,crop] [--onnx dynamic.onnx]
+
+A panel size other than the version's training size needs its network with dynamic height and
+width: ``--onnx`` runs the version's card on another export of the same network.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -109,19 +115,27 @@ def main() -> None:
     parser.add_argument("--seams", action="store_true", help="seam scores of true cuts against plain photos")
     parser.add_argument("--photos", type=int, default=300, help="synthetic validation photos for --seams")
     parser.add_argument("--spot", type=int, default=0, help="photos per variant for the with/without check")
-    parser.add_argument("--panel", default="0.55,0.2,1.0", help="SEAM,MIN_SHARE,BELOW[,LOWEST] of the panel view tried")
+    parser.add_argument(
+        "--panel", default="0.55,0.2,1.0", help="SEAM,MIN_SHARE,BELOW[,LOWEST[,SIZE[,GAIN]]] of the panel view tried"
+    )
+    parser.add_argument("--onnx", type=Path, default=None, help="another export of the version's network")
     parser.add_argument("--variants", default="collage,border,crop")
     args = parser.parse_args()
     try:
         numbers = [float(value) for value in args.panel.split(",")]
-        if len(numbers) not in (3, 4):
-            raise ValueError(f"three or four numbers, got {len(numbers)}")
+        if not 3 <= len(numbers) <= 6:
+            raise ValueError(f"three to six numbers, got {len(numbers)}")
         view = PanelView(*numbers)
     except ValueError as exc:
-        parser.error(f"--panel takes SEAM,MIN_SHARE,BELOW[,LOWEST]: {exc}")
+        parser.error(f"--panel takes SEAM,MIN_SHARE,BELOW[,LOWEST[,SIZE[,GAIN]]]: {exc}")
     settings = get_settings()
-    detector = Detector.from_version_dir(Registry.from_settings(settings).resolve(args.version))
-    detector.panel_view = view
+    folder = Registry.from_settings(settings).resolve(args.version)
+    card = json.loads((folder / "model_card.json").read_text()) | {"panel_view": view.to_card()}
+    onnx = args.onnx or folder / "model.onnx"
+    detector = Detector(
+        onnx, card["classes"], int(card["imgsz"]), float(card["threshold"]), card["version"], 2, card,
+        tuple(card.get("extra_input_sizes", ())),
+    )  # fmt: skip
     sets = default_sets(settings.state_dir / "datasets", "val")
     items = sets.get("synthetic", [])
     partners = collage_partners(sets.get("real", []) + items[:450])

@@ -14,7 +14,7 @@ from experiments.soup import READING_FIELDS
 from training.text_stage import parsed_panel_view, register_text_stage
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
-from wmstudio.runtime.detector import ModelLoadError
+from wmstudio.runtime.detector import ModelInputError, ModelLoadError
 from wmstudio.runtime.panel_view import PanelView
 from wmstudio.runtime.text_reading import TextRescoring
 
@@ -189,3 +189,50 @@ def test_text_stage_refuses_a_bad_panel_view_before_any_work(tmp_path):
         check=False,
     )
     assert result.returncode == 2 and "min_share" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_panel_is_looked_at_only_when_seen_larger():
+    photo = collage([scene(320, 240, seed) for seed in range(4)], 640, 480)  # cells seen twice as large
+    assert len(PanelView(0.55, 0.2, 1.0, gain=1.9).panels(photo)) == 4
+    assert PanelView(0.55, 0.2, 1.0, gain=2.1).panels(photo) == []
+    framed = Image.new("RGB", (700, 520), (255, 255, 255))
+    framed.paste(scene(640, 480, 9), (30, 20))  # the trimmed photo is seen 1.09 times as large
+    assert len(VIEW.panels(framed)) == 1 and PanelView(0.55, 0.2, 1.0, gain=1.2).panels(framed) == []
+
+
+def test_a_panel_size_is_read_from_the_card_and_checked_against_the_onnx_file(tmp_path, bundled_registry):
+    sized = PanelView.from_card({"panel_view": {"seam": 0.55, "min_share": 0.2, "below": 1.0, "size": 256.0}})
+    assert sized.size == 256 and isinstance(sized.size, int) and sized.input_size(416) == 256
+    assert VIEW.input_size(416) == 416  # 0: the training size, as every card written before
+    for settings in ({"size": 50}, {"size": 256.5}, {"gain": 0.9}, {"gain": 5}):
+        with pytest.raises(ValueError, match="panel_view"):
+            PanelView.from_card({"panel_view": {"seam": 0.55, "min_share": 0.2, "below": 1.0, **settings}})
+    folder = tmp_path / "v99"
+    shutil.copytree(bundled_registry / Registry(bundled_registry).champion(), folder)
+    card = json.loads((folder / "model_card.json").read_text())
+    fixed_size = 320 if card["imgsz"] != 320 else 256  # the bundled ONNX file has a fixed height and width
+    (folder / "model_card.json").write_text(json.dumps({**card, "panel_view": {**VIEW.to_card(), "size": fixed_size}}))
+    with pytest.raises(ModelInputError, match=f"input sizes \\[{fixed_size}\\]"):
+        Detector.from_version_dir(folder)
+
+
+@pytest.mark.model
+def test_panels_run_at_the_cards_size_on_a_dynamic_network(tmp_path, monkeypatch):
+    from tests.conftest import untrained_version
+    from training.export import export_onnx
+
+    folder = untrained_version(tmp_path / "v1", imgsz=64)
+    export_onnx(folder / "model.pt", 64, folder / "model.onnx", dynamic=True)
+    card = json.loads((folder / "model_card.json").read_text())
+    (folder / "model_card.json").write_text(json.dumps({**card, "panel_view": {**VIEW.to_card(), "size": 96}}))
+    detector = Detector.from_version_dir(folder)
+    sizes = []
+    runs_at = detector.runs_at
+
+    def recorded(looks, size, iou_threshold=0.5):
+        sizes.append(size)
+        return runs_at(looks, size, iou_threshold)
+
+    monkeypatch.setattr(detector, "runs_at", recorded)
+    detector.panel_candidates(collage([scene(320, 240, seed) for seed in range(4)], 640, 480))
+    assert sizes == [96]  # the four cells in one call at the panel size, not the training size 64

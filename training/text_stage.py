@@ -11,7 +11,7 @@ come from validation (``python -m experiments.ocr_rescoring``).
         [--cross-brand] [--unspotted 0.02] [--reread-part 0.3 --reread-margin-x 0.5] [--faint 0.05 0.3]
         [--input-margin 0.04]
         [--margin-x 0.1 --margin-y 0.25] [--second-view 0.04,0.08 0.1 0.7] [--tile-view 2 0.25 0.1 0.7]
-        [--panel-view 0.55 0.2 1.0 [--panel-lowest 0.05]]
+        [--panel-view 0.55 0.2 1.0 [--panel-lowest 0.05]] [--int8 [--int8-float /model.0/,/model.10/,/model.23/]]
 """
 
 from __future__ import annotations
@@ -20,11 +20,15 @@ import argparse
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from training.onnx_batch import free_batch
+from training.quantize import CALIBRATION_PHOTOS, FLOAT_PARTS, is_quantized, quantize_network
 from training.release import calibrate_and_evaluate, default_data
 from training.script_errors import exit_on_user_error
+from training.warm_start import calibration_photos
 from wmstudio import tracking
 from wmstudio.registry import Registry
 from wmstudio.runtime.panel_view import PanelView
@@ -46,6 +50,8 @@ def register_text_stage(
     second_view: SecondView | None = None,
     tile_view: TileView | None = None,
     panel_view: PanelView | None = None,
+    int8_calibration: Sequence[Path] = (),
+    int8_float_parts: Sequence[str] = FLOAT_PARTS,
 ) -> str:
     """Create the new version's folder and card (its threshold is the source's until released).
 
@@ -53,12 +59,21 @@ def register_text_stage(
     ``second_view`` (:mod:`wmstudio.runtime.second_view`), ``tile_view``
     (:mod:`wmstudio.runtime.tile_view`) and ``panel_view`` (:mod:`wmstudio.runtime.panel_view`)
     change how the same network sees the photo, not its bytes; None keeps the source's.
+    With ``int8_calibration`` (train photos) the network is quantized to int8 instead of copied
+    (:mod:`training.quantize`), ``int8_float_parts`` (node-name prefixes) left in float: the new
+    version's network alone is then the quantized one.
     """
     card = registry.card(source)
+    if int8_calibration and is_quantized(registry.path(source) / "model.onnx"):
+        raise ValueError(f"{source}'s network is already int8")  # before any folder is made
     version = version or registry.reserve_version()
     folder = registry.root / version
     folder.mkdir(parents=True, exist_ok=True)
     free_batch(registry.path(source) / "model.onnx", folder / "model.onnx")  # the same outputs, verified
+    if int8_calibration:
+        quantize_network(
+            folder / "model.onnx", folder / "model.onnx", int8_calibration, int(card["imgsz"]), int8_float_parts
+        )
     weights = registry.path(source) / "model.pt"
     if weights.exists():  # warm starts from the new version train the same network
         shutil.copyfile(weights, folder / "model.pt")
@@ -79,6 +94,13 @@ def register_text_stage(
         new_card["tile_view"] = tile_view.to_card()
     if panel_view is not None:
         new_card["panel_view"] = panel_view.to_card()
+    if int8_calibration:
+        new_card["quantized"] = {
+            "format": "int8 QDQ (onnxruntime quantize_static, weights per channel)",
+            "float_parts": list(int8_float_parts),
+            "calibration_photos": len(int8_calibration),
+            "from": source,
+        }
     registry.write_card(version, new_card)
     return version
 
@@ -170,6 +192,17 @@ def main() -> None:
         default=0.0,
         help="with --panel-view: leave a photo plain when the first view's best score is under this",
     )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help=f"quantize the network to int8 (ranges from {CALIBRATION_PHOTOS} train photos) instead of copying it",
+    )
+    parser.add_argument(
+        "--int8-float",
+        default=",".join(FLOAT_PARTS),
+        metavar="PREFIXES",
+        help="with --int8: comma-separated node-name prefixes left in float",
+    )
     args = parser.parse_args()
     try:  # a bad band is named before any work
         second_view = parsed_second_view(*args.second_view) if args.second_view else None
@@ -197,8 +230,18 @@ def main() -> None:
         margin_y=args.margin_y,
     )
     data = default_data(settings.state_dir)  # missing data is named before a folder is created
+    int8_photos = calibration_photos(data, CALIBRATION_PHOTOS) if args.int8 else []
     version = register_text_stage(
-        registry, args.source, rescoring, args.version, args.input_margin, second_view, tile_view, panel_view
+        registry,
+        args.source,
+        rescoring,
+        args.version,
+        args.input_margin,
+        second_view,
+        tile_view,
+        panel_view,
+        int8_calibration=int8_photos,
+        int8_float_parts=[part for part in args.int8_float.split(",") if part],
     )
     card = calibrate_and_evaluate(registry, version, data)
     tracking.log_release(registry, version, settings)

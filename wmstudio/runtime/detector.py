@@ -135,7 +135,6 @@ class Detector:
         self.card = card or {}
         self.extra_sizes = tuple(int(size) for size in extra_sizes)
         self.input_margin = float(self.card.get("input_margin", 0.0))
-        self._check_input_shape()
         # A dynamic batch runs several looks at one size (surrounds, tiles) in one call, with the
         # same outputs: four tiles took 66 ms against 72 ms one by one on 2 cores.
         self.batched = not isinstance(self.session.get_inputs()[0].shape[0], int)
@@ -150,17 +149,19 @@ class Detector:
             self.panel_view = PanelView.from_card(self.card)
         except ValueError as exc:
             raise ModelLoadError(f"model {version}: {exc}") from exc
+        self._check_input_shape()  # after the views: a panel may run at its own size
         self._lock = threading.Lock()
 
     def _check_input_shape(self) -> None:
         """A static ONNX file runs at its one size only: say so at load, not at the first photo."""
         height, width = self.session.get_inputs()[0].shape[2:]
         static = isinstance(height, int) and isinstance(width, int)
-        wrong = [size for size in self.input_sizes if static and (size, size) != (height, width)]
+        sizes = (*self.input_sizes, *([self.panel_view.input_size(self.imgsz)] if self.panel_view else []))
+        wrong = sorted({size for size in sizes if static and (size, size) != (height, width)})
         if wrong:
             raise ModelInputError(
                 f"model {self.version}: the ONNX input is fixed at {height}x{width}, but the card asks for "
-                f"input sizes {list(self.input_sizes)}; export it with dynamic height and width"
+                f"input sizes {wrong}; export it with dynamic height and width"
             )
 
     @property
@@ -288,7 +289,8 @@ class Detector:
             return ()
         found = []
         looks = [(rgb.crop(panel.box), self.input_margin) for panel in panels]
-        for panel, (boxes, scores, classes) in zip(panels, self.runs_at(looks, self.imgsz, iou_threshold), strict=True):
+        runs = self.runs_at(looks, self.panel_view.input_size(self.imgsz), iou_threshold)
+        for panel, (boxes, scores, classes) in zip(panels, runs, strict=True):
             x0, y0 = panel.box[:2]
             boxes = boxes + np.asarray([x0, y0, x0, y0], dtype=float)
             keep = panel.whole_inside(boxes)  # a piece of a mark cut by a seam is the plain view's to find
@@ -330,6 +332,7 @@ class Detector:
             "second_view": self.second_view.to_card() if self.second_view else None,
             "tile_view": self.tile_view.to_card() if self.tile_view else None,
             "panel_view": self.panel_view.to_card() if self.panel_view else None,
+            "quantized": self.card.get("quantized"),
             "threshold": self.threshold,
             "text_rescoring": self.text_rescoring.to_card() if self.text_rescoring else None,
             "metrics": self.card.get("metrics", {}),

@@ -43,6 +43,21 @@ def bundled_registry() -> Path:
     return BUNDLED_REGISTRY
 
 
+def textured_photos(folder: Path, count: int = 6) -> list[Path]:
+    """Textured photos with light text-like bars: batch-norm statistics and int8 ranges need varied
+    pixels, and a network needs no real photo to be rebuilt or quantized."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        pixels = rng.integers(0, 255, (90 + 10 * index, 120, 3), dtype=np.uint8)
+        pixels[30:40, 20:100] = 245
+        path = folder / f"p{index}.jpg"
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths
+
+
 def untrained_version(folder: Path, imgsz: int = 64) -> Path:
     """A version folder with PyTorch weights (an untrained two-class network) and its ONNX export.
 

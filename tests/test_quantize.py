@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from tests.conftest import untrained_version
+from tests.conftest import textured_photos, untrained_version
 from wmstudio.brands import BRANDS
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
@@ -30,23 +30,11 @@ from training.text_stage import register_text_stage  # noqa: E402
 pytestmark = pytest.mark.model
 
 
-def _photos(folder: Path, count: int = 4) -> list[Path]:
-    rng = np.random.default_rng(1)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index in range(count):
-        pixels = rng.integers(0, 255, (80, 100 + 10 * index, 3), dtype=np.uint8)
-        pixels[20:30, 10:90] = 240  # a light bar, as a mark's text would be
-        paths.append(folder / f"p{index}.jpg")
-        Image.fromarray(pixels).save(paths[-1])
-    return paths
-
-
 @pytest.fixture(scope="module")
 def float_and_int8(tmp_path_factory) -> tuple[Path, Path, list[Path]]:
     root = tmp_path_factory.mktemp("int8")
     folder = untrained_version(root / "v1", imgsz=64)
-    photos = _photos(root / "photos")
+    photos = textured_photos(root / "photos", 4)
     return folder / "model.onnx", quantize_network(folder / "model.onnx", root / "int8.onnx", photos, 64), photos
 
 
@@ -93,7 +81,8 @@ def test_text_stage_quantizes_instead_of_copying_and_refuses_twice(float_and_int
     assert card["quantized"]["calibration_photos"] == len(photos) and card["quantized"]["from"] == "v1"
     assert card["quantized"]["float_parts"] == list(FLOAT_PARTS)
     detector = Detector.from_version_dir(registry.path(version))
-    assert detector.batched and detector.predict(Image.open(photos[0])).width == 100
+    photo = Image.open(photos[0])
+    assert detector.batched and detector.predict(photo).width == photo.width
     with pytest.raises(ValueError, match="already int8"):
         register_text_stage(registry, "v2", TextRescoring(spot=0.3), "v3", int8_calibration=photos)
     assert not (root / "v3").exists()

@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import run_cli, untrained_version
+from tests.conftest import run_cli, textured_photos, untrained_version
 from wmstudio.brands import BRANDS
 from wmstudio.registry import Registry
 
@@ -35,27 +34,13 @@ from wmstudio.data.manifest import Item, Manifest  # noqa: E402
 pytestmark = pytest.mark.model
 
 
-def _photos(folder: Path, count: int = 6) -> list[Path]:
-    """Textured photos with light text-like bars (batch-norm statistics need varied pixels)."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index in range(count):
-        pixels = rng.integers(0, 255, (90 + 10 * index, 120, 3), dtype=np.uint8)
-        pixels[30:40, 20:100] = 245
-        path = folder / f"p{index}.jpg"
-        Image.fromarray(pixels).save(path)
-        paths.append(path)
-    return paths
-
-
 def _load(path: Path) -> torch.nn.Module:
     return torch.load(path, weights_only=False)["model"].float().eval()
 
 
 def test_rebuilt_weights_compute_what_the_onnx_file_computes(tmp_path):
     version = untrained_version(tmp_path / "v1", imgsz=64)
-    photos = _photos(tmp_path / "photos")
+    photos = textured_photos(tmp_path / "photos")
     out = rebuild_weights(version / "model.onnx", "yolo11n.yaml", BRANDS, 64, photos, tmp_path / "r.pt")
     network = _load(out)
     batch = calibration_batch(photos, 64)
@@ -88,7 +73,7 @@ def test_the_bundled_champion_is_rebuilt_within_tolerance(tmp_path, bundled_regi
         card["architecture"],
         card["classes"],
         card["imgsz"],
-        _photos(tmp_path / "photos", 4),
+        textured_photos(tmp_path / "photos", 4),
         tmp_path / "champion.pt",
     )
     from ultralytics import YOLO
@@ -100,7 +85,8 @@ def test_the_bundled_champion_is_rebuilt_within_tolerance(tmp_path, bundled_regi
 def test_another_networks_onnx_file_is_refused(tmp_path):
     version = untrained_version(tmp_path / "v1", imgsz=64)
     with pytest.raises(OnnxWeightsError, match=r"(not a fused|shapes differ from) yolov8n\.yaml"):
-        rebuild_weights(version / "model.onnx", "yolov8n.yaml", BRANDS, 64, _photos(tmp_path), tmp_path / "x.pt")
+        photos = textured_photos(tmp_path)
+        rebuild_weights(version / "model.onnx", "yolov8n.yaml", BRANDS, 64, photos, tmp_path / "x.pt")
     with pytest.raises(OnnxWeightsError, match="at least one photo"):
         rebuild_weights(version / "model.onnx", "yolo11n.yaml", BRANDS, 64, [], tmp_path / "x.pt")
 
@@ -113,7 +99,7 @@ def _registry_with(tmp_path: Path, with_weights: bool) -> tuple[Registry, Prepar
     if not with_weights:
         (version / "model.pt").unlink()
     (root / "registry.json").write_text(json.dumps({"champion": "v1", "history": []}))
-    photos = _photos(tmp_path / "synthetic" / "images")
+    photos = textured_photos(tmp_path / "synthetic" / "images")
     manifest = Manifest(name="synthetic")
     for index, path in enumerate(photos):
         with Image.open(path) as image:

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.model
 
 SCRIPTS = [
     "experiments.bootstrap",
+    "experiments.brand_thresholds",
     "training.error_analysis",
     "experiments.input_size",
     "experiments.multiscale",
@@ -22,6 +23,7 @@ SCRIPTS = [
     "experiments.panel_view",
     "experiments.report_table",
     "experiments.text_detector",
+    "experiments.unread_alarms",
     "training.release",
 ]
 

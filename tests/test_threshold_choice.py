@@ -52,3 +52,22 @@ def test_f1_alone_accepts_a_false_alarm_that_the_cap_refuses():
 def test_a_cap_nothing_meets_falls_back_to_f1_alone():
     always = [*EXAMPLES[:4], _photo("o4", None, 0.99, other_mark=True)]
     assert choose_threshold(always, BRANDS, max_other_fp=0.0) == choose_threshold(always, BRANDS)
+
+
+def test_one_threshold_per_brand_keeps_the_brand_that_raises_no_alarm():
+    """experiments.brand_thresholds: when other agencies' marks pass for one brand only, that brand's
+    threshold rises alone, and the other brand's mark under the shared threshold is found."""
+    from experiments.brand_thresholds import Scores, best_pair, single
+
+    examples = [
+        _photo("p1", "rumah123", 0.9),
+        _photo("p2", "99co", 0.5),
+        _photo("o1", None, 0.6, other_mark=True),  # read as rumah123
+        _photo("o2", None, 0.1, other_mark=True),
+    ]
+    scores = Scores(examples, BRANDS)
+    one = single(scores, cap=0.0)
+    assert one > 0.6 and scores.figures([one, one])["recall_99co"] == 0.0
+    pair = best_pair(scores, cap=0.0)
+    assert pair[0] > 0.6 and pair[1] <= 0.5
+    assert scores.figures(pair) == {"f1": 1.0, "alarms": 0.0, "recall_rumah123": 1.0, "recall_99co": 1.0}

@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import pickle
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,20 +42,26 @@ from wmstudio.settings import get_settings
 SWEEP = (0.3, 0.45, 0.5, 0.55, 0.6, 0.65)
 
 
+@dataclass(frozen=True)
 class Scores:
     """Per-photo brand scores and truths as arrays, so thousands of threshold pairs are cheap."""
 
-    def __init__(self, examples: Sequence[Example], brands: Sequence[str]) -> None:
-        self.brands = list(brands)
-        self.scores = np.array([[e.prediction.brand_scores().get(b, 0.0) for b in brands] for e in examples])
-        self.truth = np.array([[e.item.brand == b for b in brands] for e in examples], dtype=bool)
-        self.other = np.array([e.item.brand is None and carries_other_mark(e.item) for e in examples], dtype=bool)
+    brands: list[str]
+    scores: np.ndarray  # photo x brand: the image-level score
+    truth: np.ndarray  # photo x brand: the photo carries that brand's mark
+    other: np.ndarray  # photo: another agency's mark and no brand's
+
+    @classmethod
+    def from_examples(cls, examples: Sequence[Example], brands: Sequence[str]) -> Scores:
+        return cls(
+            list(brands),
+            np.array([[e.prediction.brand_scores().get(b, 0.0) for b in brands] for e in examples]),
+            np.array([[e.item.brand == b for b in brands] for e in examples], dtype=bool),
+            np.array([e.item.brand is None and carries_other_mark(e.item) for e in examples], dtype=bool),
+        )
 
     def subset(self, mask: np.ndarray) -> Scores:
-        part = object.__new__(Scores)
-        part.brands = self.brands
-        part.scores, part.truth, part.other = self.scores[mask], self.truth[mask], self.other[mask]
-        return part
+        return Scores(self.brands, self.scores[mask], self.truth[mask], self.other[mask])
 
     def figures(self, thresholds: Sequence[float]) -> dict[str, float]:
         """Micro F1 over brands, recall per brand and the other-agency alarm rate."""
@@ -136,7 +143,7 @@ def main() -> None:
             args.cache.write_bytes(pickle.dumps(predictions))
     examples = [e for by_variant in predictions.values() for group in by_variant.values() for e in group]
     cap = settings.operating_max_other_fp
-    scores = Scores(examples, detector.classes)
+    scores = Scores.from_examples(examples, detector.classes)
     columns = " | ".join(["alarms", *(f"recall {b}" for b in detector.classes)])
     print(f"{len(examples)} validation predictions of {folder.name} ({args.stage}), alarm cap {cap}")
     print(f"| rule | thresholds ({' / '.join(detector.classes)}) | F1 | {columns} |")

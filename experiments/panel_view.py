@@ -86,6 +86,11 @@ def print_seams(found: dict[str, list[float]]) -> None:
         )
 
 
+def marks_found(above: Sequence, truth: Sequence) -> list[bool]:
+    """Whether each true box is found: a reported box of its brand overlapping it at IoU 0.5."""
+    return [any(d.brand == b.brand and iou(d.box, b.box) >= 0.5 for d in above) for b in truth]
+
+
 def spot_check(detector: Detector, items: Sequence, partners: Sequence, variants: Sequence[str]) -> None:
     """Marks found and missed, and false boxes, at the version's threshold, per variant."""
     print("| variant | detector | marks found | missed | false boxes | seconds |")
@@ -101,7 +106,7 @@ def spot_check(detector: Detector, items: Sequence, partners: Sequence, variants
                 photo = make_variant(variant, item, root, pool)
                 above = predict_variant(candidate, photo).prediction.above(candidate.threshold)
                 truth = photo.item.boxes
-                hits = [any(d.brand == b.brand and iou(d.box, b.box) >= 0.5 for d in above) for b in truth]
+                hits = marks_found(above, truth)
                 found, missed = found + sum(hits), missed + len(hits) - sum(hits)
                 false += sum(not any(d.brand == b.brand and iou(d.box, b.box) >= 0.5 for b in truth) for d in above)
             seconds = time.perf_counter() - started
@@ -131,11 +136,7 @@ def main() -> None:
     settings = get_settings()
     folder = Registry.from_settings(settings).resolve(args.version)
     card = json.loads((folder / "model_card.json").read_text()) | {"panel_view": view.to_card()}
-    onnx = args.onnx or folder / "model.onnx"
-    detector = Detector(
-        onnx, card["classes"], int(card["imgsz"]), float(card["threshold"]), card["version"], 2, card,
-        tuple(card.get("extra_input_sizes", ())),
-    )  # fmt: skip
+    detector = Detector.from_card(args.onnx or folder / "model.onnx", card)
     sets = default_sets(settings.state_dir / "datasets", "val")
     items = sets.get("synthetic", [])
     partners = collage_partners(sets.get("real", []) + items[:450])

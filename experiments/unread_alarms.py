@@ -24,6 +24,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from experiments.panel_view import marks_found
 from training.evaluate import carries_other_mark
 from training.release import default_sets
 from training.robustness import collage_partners, make_variant, predict_variant
@@ -32,7 +33,6 @@ from wmstudio.imaging import decode_image
 from wmstudio.registry import Registry
 from wmstudio.runtime import Detector
 from wmstudio.runtime.detector import ModelLoadError
-from wmstudio.runtime.postprocess import iou
 from wmstudio.runtime.text_reading import BRAND_KEYWORDS, brand_spotting, part_spotting, reading_crop
 from wmstudio.settings import get_settings
 
@@ -60,14 +60,11 @@ def print_alarms(detector: Detector, items: Sequence) -> None:
         )
 
 
-def overridden(onnx: Path, card: dict, fields: dict[str, float]) -> Detector:
+def overridden(onnx: Path, card: dict, fields: dict[str, object]) -> Detector:
     """The same version with its reading's ``fields`` changed."""
     changed = copy.deepcopy(card)
     changed["text_rescoring"] = changed.get("text_rescoring", {}) | fields
-    return Detector(
-        onnx, card["classes"], int(card["imgsz"]), float(card["threshold"]), card["version"],
-        2, changed, tuple(card.get("extra_input_sizes", ())),
-    )  # fmt: skip
+    return Detector.from_card(onnx, changed)
 
 
 def spot_check(detectors: dict[str, Detector], items: Sequence, partners: Sequence, variants: Sequence[str]) -> None:
@@ -80,7 +77,7 @@ def spot_check(detectors: dict[str, Detector], items: Sequence, partners: Sequen
             photo = make_variant(variant, item, root, [p for p in partners if p[0].sha256 != item.sha256])
             for name, detector in detectors.items():
                 above = predict_variant(detector, photo).prediction.above(detector.threshold)
-                hits = [any(d.brand == b.brand and iou(d.box, b.box) >= 0.5 for d in above) for b in photo.item.boxes]
+                hits = marks_found(above, photo.item.boxes)
                 tally = counts[name]
                 tally[0], tally[1] = tally[0] + sum(hits), tally[1] + len(hits) - sum(hits)
                 if item.brand is None and carries_other_mark(item):
@@ -89,13 +86,17 @@ def spot_check(detectors: dict[str, Detector], items: Sequence, partners: Sequen
             print(f"| {variant} | {name} | {found} | {missed} | {alarms} of {others} |")
 
 
-def parsed_fields(pairs: Sequence[str]) -> dict[str, float]:
+def parsed_fields(pairs: Sequence[str]) -> dict[str, object]:
+    """``FIELD=VALUE`` pairs, each value read as JSON so it keeps the card's type (0, 0.3, true)."""
     fields = {}
     for pair in pairs:
         name, _, value = pair.partition("=")
-        if not name or not value:
-            raise ValueError(f"--set takes FIELD=VALUE, got {pair!r}")
-        fields[name] = float(value)
+        try:
+            if not name:
+                raise ValueError("no field name")
+            fields[name] = json.loads(value)
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            raise ValueError(f"--set takes FIELD=VALUE with a JSON value, got {pair!r}") from exc
     return fields
 
 
@@ -122,8 +123,7 @@ def main() -> None:
         print_alarms(detector, items)
     if args.spot:
         try:
-            whole = {k: int(v) if k in ("min_chars", "top") else v for k, v in fields.items()}
-            changed = overridden(folder / "model.onnx", card, whole)
+            changed = overridden(folder / "model.onnx", card, fields)
         except ModelLoadError as exc:  # an unknown field is the user's mistake
             parser.error(f"--set: {exc}")
         chosen = items[:: max(1, len(items) // args.spot)][: args.spot]

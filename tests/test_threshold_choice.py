@@ -65,7 +65,7 @@ def test_one_threshold_per_brand_keeps_the_brand_that_raises_no_alarm():
         _photo("o1", None, 0.6, other_mark=True),  # read as rumah123
         _photo("o2", None, 0.1, other_mark=True),
     ]
-    scores = Scores(examples, BRANDS)
+    scores = Scores.from_examples(examples, BRANDS)
     one = single(scores, cap=0.0)
     assert one > 0.6 and scores.figures([one, one])["recall_99co"] == 0.0
     pair = best_pair(scores, cap=0.0)

@@ -176,9 +176,14 @@ class Detector:
 
     @classmethod
     def from_version_dir(cls, folder: Path, threads: int = 2) -> Detector:
-        card = json.loads((folder / "model_card.json").read_text())
+        return cls.from_card(folder / "model.onnx", json.loads((folder / "model_card.json").read_text()), threads)
+
+    @classmethod
+    def from_card(cls, onnx_path: Path, card: dict, threads: int = 2) -> Detector:
+        """A network file run as ``card`` says: experiments try a card's fields changed, or the same
+        card on another export of the network, without writing a version folder."""
         return cls(
-            folder / "model.onnx",
+            onnx_path,
             card["classes"],
             int(card["imgsz"]),
             float(card["threshold"]),
